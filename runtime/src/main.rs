@@ -1,1 +1,16 @@
-fn main(){}
+//! The `kar` binary: parses the command line and runs the subcommand.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = kar_runtime::cli::Cli::parse();
+    match kar_runtime::cli::dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! `AppService`: the `Attach` stream through which components host actors
+//! and services. The first message registers the component; then the
+//! runtime streams invocations and the component streams results. When the
+//! stream ends, the component is detached and its unanswered invocations are
+//! retried.
+
+use super::{convert, status};
+use crate::engine::components::Registration;
+use crate::engine::types::{Delivery, DeliveryKind, DeliveryResult, Target};
+use crate::engine::Engine;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use kar_proto::v1::{self, app_service_server::AppService};
+use prost::Message;
+use std::pin::Pin;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Serves `kar.v1.AppService`.
+pub struct AppApi {
+    engine: Engine,
+}
+
+impl AppApi {
+    /// The service over `engine`.
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+}
+
+type AttachStream = Pin<Box<dyn Stream<Item = Result<v1::AttachResponse, Status>> + Send>>;
+
+fn invocation(delivery: Delivery) -> v1::AttachResponse {
+    let (actor, service) = match &delivery.target {
+        Target::Actor(a) => (Some(convert::to_actor_ref(a)), String::new()),
+        Target::Service(s) => (None, s.clone()),
+    };
+    let kind = match delivery.kind {
+        DeliveryKind::Activate => v1::InvocationKind::Activate,
+        DeliveryKind::Deactivate => v1::InvocationKind::Deactivate,
+        DeliveryKind::ActorMethod => v1::InvocationKind::ActorMethod,
+        DeliveryKind::ServiceMethod => v1::InvocationKind::ServiceMethod,
+    };
+    v1::AttachResponse {
+        message: Some(v1::attach_response::Message::Invocation(v1::Invocation {
+            delivery_id: delivery.delivery_id,
+            kind: kind as i32,
+            actor,
+            service,
+            method: delivery.method,
+            payload: Some(convert::decode_payload(&delivery.payload)),
+            context: Some(v1::InvocationContext { flow_id: delivery.flow, request_id: delivery.request_id }),
+            attempt: delivery.attempt,
+            deadline: delivery.deadline.map(convert::timestamp),
+        })),
+    }
+}
+
+fn result(result: v1::InvocationResult) -> (u64, DeliveryResult) {
+    let outcome = match result.outcome {
+        Some(v1::invocation_result::Outcome::Value(payload)) => DeliveryResult::Value(Bytes::from(payload.encode_to_vec())),
+        Some(v1::invocation_result::Outcome::Error(e)) => DeliveryResult::AppError { code: e.code, message: e.message },
+        None => DeliveryResult::Value(Bytes::new()),
+    };
+    (result.delivery_id, outcome)
+}
+
+#[tonic::async_trait]
+impl AppService for AppApi {
+    type AttachStream = AttachStream;
+
+    async fn attach(&self, request: Request<Streaming<v1::AttachRequest>>) -> Result<Response<AttachStream>, Status> {
+        let mut inbound = request.into_inner();
+        let register = match inbound.message().await? {
+            Some(v1::AttachRequest { message: Some(v1::attach_request::Message::Register(r)) }) => r,
+            _ => return Err(status::invalid("register", "the first message on Attach must be register")),
+        };
+        let registration = Registration {
+            name: register.name,
+            actor_types: register.actor_types,
+            service: Some(register.service).filter(|s| !s.is_empty()),
+        };
+        let (component, deliveries) = self.engine.attach(registration).map_err(status::from_engine)?;
+        let engine = self.engine.clone();
+        let reader_component = component.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(v1::AttachRequest { message: Some(v1::attach_request::Message::Result(r)) })) => {
+                        let (delivery_id, outcome) = result(r);
+                        engine.answer(&reader_component, delivery_id, outcome);
+                    }
+                    Ok(Some(_)) => tracing::warn!(component = %reader_component, "ignoring an unexpected message on attach"),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(component = %reader_component, error = %e, "attach stream broke");
+                        break;
+                    }
+                }
+            }
+            engine.detach(&reader_component);
+        });
+        let registered = v1::AttachResponse {
+            message: Some(v1::attach_response::Message::Registered(v1::Registered {
+                component_id: component,
+                runtime_id: self.engine.runtime_id().to_owned(),
+            })),
+        };
+        let stream = futures::stream::once(async move { Ok(registered) })
+            .chain(UnboundedReceiverStream::new(deliveries).map(|d| Ok(invocation(d))));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,174 @@
+//! `kar run`: starts a runtime and, if a command follows `--`, that command
+//! as a child component with `KAR_RUNTIME_ADDR` set. The child's exit ends
+//! the runtime (with the child's exit code); SIGINT/SIGTERM end both.
+
+use crate::api::Limits;
+use crate::config::{Config, Overrides};
+use crate::embedded::EmbeddedDb;
+use crate::engine::{Engine, EngineOptions};
+use crate::log::EmbeddedLog;
+use crate::store::EmbeddedStateStore;
+use anyhow::{Context, bail};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Arguments of `kar run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A TOML configuration file (default: `kar.toml` if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub dump_config: bool,
+    /// The application (mesh) name.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// The address to listen on.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The port to listen on (0 picks a free port).
+    #[arg(long, short)]
+    pub port: Option<u16>,
+    /// Where the embedded runtime keeps its log and state.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Deactivate actor instances unused for this long (e.g. `60s`).
+    #[arg(long)]
+    pub actor_idle_timeout: Option<String>,
+    /// The largest payload or state value accepted, in bytes.
+    #[arg(long)]
+    pub max_payload_bytes: Option<usize>,
+    /// Kafka bootstrap brokers (distributed deployment).
+    #[arg(long)]
+    pub kafka_brokers: Option<String>,
+    /// Redis URL (distributed deployment).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// The tracing filter, e.g. `info` or `kar_runtime=debug`.
+    #[arg(long)]
+    pub log: Option<String>,
+    /// Once listening, write the address (host:port) to this file.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// The component to start, with its arguments.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+impl RunArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            app: self.app.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            data_dir: self.data_dir.clone(),
+            actor_idle_timeout: self.actor_idle_timeout.clone(),
+            max_payload_bytes: self.max_payload_bytes,
+            kafka_brokers: self.kafka_brokers.clone(),
+            redis_url: self.redis_url.clone(),
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// Runs `kar run`.
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref(), Config::environment(), &args.overrides())?;
+    if args.dump_config {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_tracing(&config.log)?;
+    if config.kafka_brokers.is_some() || config.redis_url.is_some() {
+        bail!("the distributed deployment (kafka_brokers, redis_url) is not available in this build yet");
+    }
+
+    let db = EmbeddedDb::open(&config.data_dir)
+        .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
+    let engine = Engine::start(
+        Arc::new(EmbeddedLog::new(db.clone())),
+        Arc::new(EmbeddedStateStore::new(db)),
+        EngineOptions { actor_idle_timeout: config.actor_idle_timeout },
+    )
+    .await?;
+    let listener = TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    let address = listener.local_addr()?;
+    let limits = Limits { max_payload_bytes: config.max_payload_bytes };
+
+    let (stop, stopped) = watch::channel(false);
+    let mut server_stopped = stopped.clone();
+    let server = tokio::spawn(crate::server::serve(engine.clone(), limits, listener, async move {
+        let _ = server_stopped.wait_for(|s| *s).await;
+    }));
+    tracing::info!(%address, data_dir = %config.data_dir.display(), epoch = engine.epoch(), "kar runtime ready (embedded)");
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, address.to_string()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+
+    let code = if args.command.is_empty() {
+        wait_for_signal().await;
+        ExitCode::SUCCESS
+    } else {
+        run_child(&args.command, &address.to_string()).await?
+    };
+    let _ = stop.send(true);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        _ => {}
+    }
+    Ok(code)
+}
+
+async fn run_child(command: &[String], address: &str) -> anyhow::Result<ExitCode> {
+    let mut child = tokio::process::Command::new(&command[0])
+        .args(&command[1..])
+        .env("KAR_RUNTIME_ADDR", format!("http://{address}"))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", command[0]))?;
+    tokio::select! {
+        status = child.wait() => {
+            let status = status?;
+            tracing::info!(%status, "component exited; stopping the runtime");
+            Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+        }
+        _ = wait_for_signal() => {
+            if let Some(pid) = child.id() {
+                // Ask the component to stop first; kill it if it lingers.
+                let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            }
+            if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_tracing(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).with_context(|| format!("bad log filter {filter:?}"))?;
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    Ok(())
+}

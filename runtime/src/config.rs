@@ -1,0 +1,150 @@
+//! The configuration of `kar run`, layered: built-in defaults, then a TOML
+//! file (`--config`, default `kar.toml` if present), then `KAR_*` environment
+//! variables, then command-line flags. `kar run --dump-config` prints the
+//! result.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The effective configuration of a runtime.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// The application (mesh) name.
+    pub app: String,
+    /// The address to listen on.
+    pub host: String,
+    /// The port to listen on (0 picks a free one).
+    pub port: u16,
+    /// Where the embedded deployment keeps its log and state.
+    pub data_dir: PathBuf,
+    /// An actor instance unused for this long is deactivated.
+    #[serde(with = "humantime_serde")]
+    pub actor_idle_timeout: Duration,
+    /// The largest payload or state value accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// Kafka bootstrap brokers (distributed deployment).
+    pub kafka_brokers: Option<String>,
+    /// Redis URL (distributed deployment).
+    pub redis_url: Option<String>,
+    /// The tracing filter (e.g. `info`, `kar_runtime=debug`).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            app: "default".into(),
+            host: "127.0.0.1".into(),
+            port: 3500,
+            data_dir: PathBuf::from(".kar-data"),
+            actor_idle_timeout: Duration::from_secs(60),
+            max_payload_bytes: crate::api::Limits::default().max_payload_bytes,
+            kafka_brokers: None,
+            redis_url: None,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers be.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_idle_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_payload_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_brokers: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// A configuration that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct Error(String);
+
+impl Config {
+    /// Layers the defaults, the file, the environment and the overrides.
+    /// `file` must exist when given; without it `kar.toml` is read if present.
+    pub fn load(file: Option<&Path>, env: Env, overrides: &Overrides) -> Result<Config, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(Error(format!("config file {} does not exist", path.display())));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file("kar.toml")),
+        }
+        figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| Error(e.to_string()))
+    }
+
+    /// The `KAR_*` environment layer.
+    pub fn environment() -> Env {
+        Env::prefixed("KAR_").only(&[
+            "app",
+            "host",
+            "port",
+            "data_dir",
+            "actor_idle_timeout",
+            "max_payload_bytes",
+            "kafka_brokers",
+            "redis_url",
+            "log",
+        ])
+    }
+
+    /// The configuration as TOML, for `--dump-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("kar.toml", "port = 4000\napp = \"from-file\"\ndata_dir = \"file-dir\"")?;
+            jail.set_env("KAR_PORT", "5000");
+            jail.set_env("KAR_ACTOR_IDLE_TIMEOUT", "5s");
+            let overrides = Overrides { data_dir: Some("flag-dir".into()), ..Overrides::default() };
+            let config = Config::load(None, Config::environment(), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.app, "from-file");
+            assert_eq!(config.port, 5000, "env beats file");
+            assert_eq!(config.data_dir, PathBuf::from("flag-dir"), "flags beat everything");
+            assert_eq!(config.actor_idle_timeout, Duration::from_secs(5));
+            assert_eq!(config.host, "127.0.0.1", "defaults fill the rest");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_is_reported_with_its_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KAR_PORT", "not-a-port");
+            let error = Config::load(None, Config::environment(), &Overrides::default()).expect_err("bad port");
+            assert!(error.to_string().contains("port"), "{error}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,888 @@
+//! The engine: invocations, virtual actors and retry orchestration.
+//!
+//! The engine accepts requests (calls, tells, removals), journals them in the
+//! [`Log`], gives each actor one flow at a time, delivers work to attached
+//! components, retries an attempt whose component vanished, and completes
+//! each request with one atomic log step. It is written once against the
+//! [`Log`] and [`StateStore`] traits; the deployments supply implementations.
+//!
+//! It knows nothing of gRPC, HTTP, redb, Kafka or Redis: payloads are opaque
+//! bytes and components are queues of [`Delivery`]s.
+//!
+//! # How the promises are kept
+//!
+//! * G1: a request is journalled before it is acknowledged (tells) or before
+//!   its result is returned (calls); an attempt that fails because its
+//!   component vanished is retried; [`Engine::start`] retries what the log
+//!   holds after a crash.
+//! * G2: an attempt is only retried after the previous one is known dead (the
+//!   component's channel closed, and components abandon in-flight work when it
+//!   does), and one task at a time drives a request.
+//! * G3: completion removes the request from the log atomically with
+//!   recording its outcome, so a completed request is never recovered, and a
+//!   repeated id gets the recorded outcome.
+//! * G4: a call is started only while its caller waits for it: a call made
+//!   from a handler must come from the caller's current attempt, and a call
+//!   whose caller dropped the wait is cancelled instead of started. After a
+//!   crash, pending calls made from handlers are dropped: the retried caller
+//!   issues them again under the same deterministic id.
+//! * G6: each actor has a turn held by one flow; calls of the same flow
+//!   re-enter, others queue in arrival order.
+
+pub mod components;
+pub mod types;
+
+use crate::log::{Completion, Log};
+use crate::store::StateStore;
+use components::{Component, ComponentInfo, Registration};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+use types::*;
+
+/// A failure the engine reports to a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request names something that cannot be served.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The call from a handler does not come from its caller's live attempt.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Durable storage failed; the request may or may not have been accepted.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<crate::log::Error> for Error {
+    fn from(e: crate::log::Error) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}
+
+impl From<crate::store::Error> for Error {
+    fn from(e: crate::store::Error) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}
+
+/// How the engine behaves.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// An actor instance unused for this long is deactivated.
+    pub actor_idle_timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { actor_idle_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Where a call made from inside a handler comes from, as the handler's SDK
+/// reports it (the invocation context).
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    /// The flow of the calling invocation.
+    pub flow: String,
+    /// The request id of the calling invocation.
+    pub caller_id: String,
+    /// The sequence number of this call within the calling attempt (from 1).
+    pub seq: u64,
+}
+
+/// A request as submitted through the API.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// Who runs it.
+    pub target: Target,
+    /// The method.
+    pub method: String,
+    /// The encoded `kar.v1.Payload`.
+    pub payload: bytes::Bytes,
+    /// The invocation context, for requests made from handlers.
+    pub context: Option<CallContext>,
+    /// An idempotency key chosen by a caller outside any handler.
+    pub request_id: Option<String>,
+    /// When the caller stops waiting.
+    pub deadline: Option<UnixMillis>,
+}
+
+/// An actor instance the engine currently tracks, for introspection.
+#[derive(Clone, Debug)]
+pub struct ActiveActor {
+    /// The instance.
+    pub actor: ActorId,
+    /// The component it is activated on.
+    pub component_id: String,
+}
+
+/// The engine. Cheap to clone; every clone drives the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    log: Arc<dyn Log>,
+    store: Arc<dyn StateStore>,
+    options: EngineOptions,
+    /// This process's ownership epoch of the log.
+    epoch: u64,
+    /// Identifies this runtime process.
+    runtime_id: String,
+    next_delivery: AtomicU64,
+    next_component: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every accepted request not yet completed, by id.
+    requests: HashMap<String, Entry>,
+    /// Outcomes of recently completed requests with kept outcomes, in two
+    /// generations, so a repeat racing with the completion still finds them.
+    recent: [HashMap<String, Outcome>; 2],
+    actors: HashMap<ActorId, Slot>,
+    components: HashMap<String, Component>,
+    /// Requests waiting for a component that hosts their target.
+    parked: HashMap<Target, Vec<String>>,
+    /// Names of actor types and services ever registered (`actor:T`, `service:S`).
+    known: HashSet<String>,
+    round_robin: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Waiting for its turn, a component, or a retry.
+    Pending,
+    /// Delivered to a component (or being activated for).
+    Running,
+    /// The outcome is being made durable.
+    Completing,
+}
+
+struct Entry {
+    request: Arc<Request>,
+    attempt: u32,
+    status: Status,
+    /// Callers waiting for the outcome.
+    waiters: Vec<oneshot::Sender<Outcome>>,
+}
+
+/// The turn and placement of one actor instance.
+#[derive(Default)]
+struct Slot {
+    /// The flow holding the turn, if any.
+    flow: Option<String>,
+    /// How many invocations of that flow are under way (reentrancy nests).
+    holders: u32,
+    /// Requests of other flows waiting for the turn, in arrival order.
+    queue: VecDeque<String>,
+    /// The component on which the instance is activated.
+    activated_on: Option<String>,
+    last_used: Option<Instant>,
+}
+
+fn target_key(target: &Target) -> String {
+    match target {
+        Target::Actor(a) => format!("actor:{}", a.kind),
+        Target::Service(s) => format!("service:{s}"),
+    }
+}
+
+/// Which component group serves a target, used to park requests.
+fn park_key(target: &Target) -> Target {
+    match target {
+        Target::Actor(a) => Target::Actor(ActorId::new(a.kind.clone(), "")),
+        Target::Service(s) => Target::Service(s.clone()),
+    }
+}
+
+const KNOWN_TARGETS: &str = "known_targets";
+
+impl Engine {
+    /// Recovers the log and starts the engine: pending requests are retried,
+    /// except calls made from handlers, which their retried callers reissue.
+    pub async fn start(
+        log: Arc<dyn Log>,
+        store: Arc<dyn StateStore>,
+        options: EngineOptions,
+    ) -> Result<Engine, Error> {
+        let recovery = log.recover().await?;
+        let known: HashSet<String> = match store.metadata(KNOWN_TARGETS).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            None => HashSet::new(),
+        };
+        let engine = Engine {
+            shared: Arc::new(Shared {
+                log,
+                store,
+                options,
+                epoch: recovery.epoch,
+                runtime_id: format!("kar-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+                next_delivery: AtomicU64::new(1),
+                next_component: AtomicU64::new(1),
+                state: Mutex::new(State { known, ..State::default() }),
+            }),
+        };
+        let mut orphans = Vec::new();
+        {
+            let mut state = engine.lock();
+            for request in recovery.pending {
+                if request.kind == RequestKind::Call && request.caller.is_some() {
+                    orphans.push(Completion { request_id: request.id.clone(), outcome: None, next: vec![] });
+                    continue;
+                }
+                let id = request.id.clone();
+                state.requests.insert(
+                    id.clone(),
+                    Entry { request: Arc::new(request), attempt: 0, status: Status::Pending, waiters: vec![] },
+                );
+                engine.schedule(&mut state, &id);
+            }
+            tracing::info!(
+                epoch = engine.shared.epoch,
+                retried = state.requests.len(),
+                orphans = orphans.len(),
+                "engine recovered"
+            );
+        }
+        if !orphans.is_empty() {
+            engine.shared.log.complete(orphans).await?;
+        }
+        engine.spawn_housekeeping();
+        Ok(engine)
+    }
+
+    /// The id of this runtime process.
+    pub fn runtime_id(&self) -> &str {
+        &self.shared.runtime_id
+    }
+
+    /// This process's ownership epoch.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch
+    }
+
+    /// The state store, for the state API.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.shared.store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug in the engine; the
+        // state is still consistent enough to keep serving, so don't cascade.
+        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Calls: accepts the request and waits for its outcome.
+    pub async fn call(&self, submission: Submission) -> Result<(String, Outcome), Error> {
+        let (id, accepted) = self.submit(RequestKind::Call, submission).await?;
+        match accepted {
+            Accepted::Done(outcome) => Ok((id, outcome)),
+            Accepted::Wait(receiver) => match receiver.await {
+                Ok(outcome) => Ok((id, outcome)),
+                Err(_) => Err(Error::Unavailable(format!("request {id} was abandoned by the runtime"))),
+            },
+        }
+    }
+
+    /// Tells: accepts the request durably and returns its id.
+    pub async fn tell(&self, submission: Submission) -> Result<String, Error> {
+        let (id, _) = self.submit(RequestKind::Tell, submission).await?;
+        Ok(id)
+    }
+
+    /// Removes an actor in its turn: deactivates it and deletes its state.
+    /// Returns how many state entries were deleted.
+    pub async fn remove(&self, actor: ActorId, request_id: Option<String>, deadline: Option<UnixMillis>) -> Result<u32, Error> {
+        let submission = Submission {
+            target: Target::Actor(actor),
+            method: String::new(),
+            payload: bytes::Bytes::new(),
+            context: None,
+            request_id,
+            deadline,
+        };
+        let (id, accepted) = self.submit(RequestKind::Remove, submission).await?;
+        let outcome = match accepted {
+            Accepted::Done(outcome) => outcome,
+            Accepted::Wait(receiver) => {
+                receiver.await.map_err(|_| Error::Unavailable(format!("request {id} was abandoned")))?
+            }
+        };
+        match outcome {
+            Outcome::Value(bytes) if bytes.len() == 4 => {
+                Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+            }
+            Outcome::Value(_) => Ok(0),
+            Outcome::AppError { message, .. } => Err(Error::Unavailable(message)),
+            Outcome::Failed(Failure::NotFound(m)) => Err(Error::NotFound(m)),
+            Outcome::Failed(f) => Err(Error::Unavailable(format!("{f:?}"))),
+        }
+    }
+
+    async fn submit(&self, kind: RequestKind, submission: Submission) -> Result<(String, Accepted), Error> {
+        let request = self.build_request(kind, submission)?;
+        let id = request.id.clone();
+        // A repeated id whose outcome is on record gets it back (G3, G4).
+        if request.keep_outcome && !self.lock().requests.contains_key(&id) {
+            if let Some(outcome) = self.shared.log.outcome(&id).await? {
+                return Ok((id, Accepted::Done(outcome)));
+            }
+        }
+        let (waiter, receiver) = oneshot::channel();
+        let durable = {
+            let mut state = self.lock();
+            if let Some(entry) = state.requests.get_mut(&id) {
+                // The same request again: a retried caller reissuing it, or a
+                // client repeating an idempotent call. Join the original.
+                if request.caller.is_some() && entry.request.caller != request.caller {
+                    Arc::make_mut(&mut entry.request).caller = request.caller.clone();
+                }
+                entry.waiters.push(waiter);
+                return Ok((id, Accepted::Wait(receiver)));
+            }
+            if let Some(outcome) = state.recent.iter().find_map(|g| g.get(&id)) {
+                return Ok((id, Accepted::Done(outcome.clone())));
+            }
+            let request = Arc::new(request);
+            let durable = self.shared.log.append(vec![(*request).clone()]);
+            state.requests.insert(
+                id.clone(),
+                Entry { request, attempt: 0, status: Status::Pending, waiters: vec![waiter] },
+            );
+            if kind != RequestKind::Tell {
+                // A call may start before its record is durable: nobody learns
+                // of its outcome before the completion, which is ordered after
+                // the append and so implies it.
+                self.schedule(&mut state, &id);
+            }
+            durable
+        };
+        if kind == RequestKind::Tell {
+            if let Err(e) = durable.await {
+                self.lock().requests.remove(&id);
+                return Err(e.into());
+            }
+            let mut state = self.lock();
+            if let Some(entry) = state.requests.get_mut(&id) {
+                entry.waiters.clear();
+                self.schedule(&mut state, &id);
+            }
+            return Ok((id, Accepted::Wait(receiver)));
+        }
+        tokio::spawn(async move {
+            if let Err(e) = durable.await {
+                tracing::error!(error = %e, "cannot journal a call");
+            }
+        });
+        Ok((id, Accepted::Wait(receiver)))
+    }
+
+    /// Validates a submission and turns it into a request.
+    fn build_request(&self, kind: RequestKind, submission: Submission) -> Result<Request, Error> {
+        let Submission { target, method, payload, context, request_id, deadline } = submission;
+        match &target {
+            Target::Actor(a) if a.kind.is_empty() => return Err(Error::InvalidArgument("actor.type is required".into())),
+            Target::Actor(a) if a.id.is_empty() => return Err(Error::InvalidArgument("actor.id is required".into())),
+            Target::Service(s) if s.is_empty() => return Err(Error::InvalidArgument("service is required".into())),
+            _ => {}
+        }
+        if kind != RequestKind::Remove && method.is_empty() {
+            return Err(Error::InvalidArgument("method is required".into()));
+        }
+        let state = self.lock();
+        if !state.known.contains(&target_key(&target)) {
+            return Err(Error::NotFound(match &target {
+                Target::Actor(a) => format!("no component hosts actor type {:?}", a.kind),
+                Target::Service(s) => format!("no component serves service {s:?}"),
+            }));
+        }
+        let (id, flow, caller, keep_outcome) = match context {
+            Some(context) => {
+                let entry = state.requests.get(&context.caller_id).filter(|e| e.status == Status::Running);
+                let Some(entry) = entry else {
+                    return Err(Error::FailedPrecondition(format!(
+                        "the calling invocation {} is not running here (its attempt was abandoned or it already completed)",
+                        context.caller_id
+                    )));
+                };
+                let caller = Caller { request_id: context.caller_id.clone(), epoch: self.shared.epoch, attempt: entry.attempt };
+                let id = format!("{}.{}", context.caller_id, context.seq);
+                let flow = if kind == RequestKind::Tell { id.clone() } else { context.flow };
+                (id, flow, Some(caller), true)
+            }
+            None => match request_id {
+                Some(id) => (id.clone(), id, None, true),
+                None => {
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    (id.clone(), id, None, false)
+                }
+            },
+        };
+        Ok(Request { id, kind, target, method, payload, flow, caller, deadline, keep_outcome })
+    }
+
+    /// Gives a request its turn (actors) or starts it (services). Called with
+    /// the state locked; spawns the attempt task when the request may run.
+    fn schedule(&self, state: &mut State, id: &str) {
+        let Some(entry) = state.requests.get(id) else { return };
+        let request = entry.request.clone();
+        match &request.target {
+            Target::Actor(actor) => {
+                let slot = state.actors.entry(actor.clone()).or_default();
+                slot.last_used = Some(Instant::now());
+                match &slot.flow {
+                    None => {
+                        slot.flow = Some(request.flow.clone());
+                        slot.holders = 1;
+                    }
+                    Some(flow) if *flow == request.flow => slot.holders += 1,
+                    Some(_) => {
+                        slot.queue.push_back(id.to_owned());
+                        return;
+                    }
+                }
+            }
+            Target::Service(_) => {}
+        }
+        let engine = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move { engine.drive(id).await });
+    }
+
+    /// Drives one request that holds its turn until it completes or parks.
+    async fn drive(&self, id: String) {
+        loop {
+            match self.next_step(&id) {
+                Step::Finish(outcome) => return self.complete(&id, outcome).await,
+                Step::Park | Step::Gone => return,
+                Step::Remove(actor, deactivate_on) => {
+                    let outcome = self.remove_now(&actor, deactivate_on).await;
+                    return self.complete(&id, outcome).await;
+                }
+                Step::Deliver { component, delivery, activate } => {
+                    if let Some(activation) = activate {
+                        match self.deliver(&component, activation).await {
+                            Some(DeliveryResult::Value(_)) => {
+                                if let Target::Actor(actor) = &delivery.target {
+                                    if let Some(slot) = self.lock().actors.get_mut(actor) {
+                                        slot.activated_on = Some(component.clone());
+                                    }
+                                }
+                            }
+                            Some(DeliveryResult::AppError { code, message }) => {
+                                return self.complete(&id, Outcome::AppError { code, message }).await;
+                            }
+                            None => {
+                                self.retry_later(&id).await;
+                                continue;
+                            }
+                        }
+                    }
+                    match self.deliver(&component, delivery).await {
+                        Some(DeliveryResult::Value(bytes)) => return self.complete(&id, Outcome::Value(bytes)).await,
+                        Some(DeliveryResult::AppError { code, message }) => {
+                            return self.complete(&id, Outcome::AppError { code, message }).await;
+                        }
+                        None => self.retry_later(&id).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides what to do next with a request that holds its turn.
+    fn next_step(&self, id: &str) -> Step {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(entry) = state.requests.get_mut(id) else { return Step::Gone };
+        let request = entry.request.clone();
+        if request.deadline.is_some_and(|d| now_millis() > d) {
+            return Step::Finish(Outcome::Failed(Failure::DeadlineExceeded));
+        }
+        if request.kind == RequestKind::Call && entry.attempt == 0 {
+            let abandoned = !entry.waiters.is_empty() && entry.waiters.iter().all(|w| w.is_closed());
+            let orphaned = request.caller.as_ref().is_some_and(|caller| {
+                caller.epoch != self.shared.epoch
+                    || !state
+                        .requests
+                        .get(&caller.request_id)
+                        .is_some_and(|p| p.status == Status::Running && p.attempt == caller.attempt)
+            });
+            if abandoned || orphaned {
+                tracing::debug!(request = id, "not starting a call whose caller failed");
+                return Step::Finish(Outcome::Failed(Failure::Cancelled));
+            }
+        }
+        let Some(entry) = state.requests.get_mut(id) else { return Step::Gone };
+        let kind_name = park_key(&request.target);
+        let component = match &request.target {
+            Target::Actor(actor) => {
+                let placed = state.actors.get(actor).and_then(|s| s.activated_on.clone());
+                if request.kind == RequestKind::Remove {
+                    entry.status = Status::Running;
+                    return Step::Remove(actor.clone(), placed.filter(|c| state.components.contains_key(c)));
+                }
+                match placed.filter(|c| state.components.contains_key(c)) {
+                    Some(c) => Some(c),
+                    None => pick(&state.components, &mut state.round_robin, |r| r.actor_types.contains(&actor.kind)),
+                }
+            }
+            Target::Service(name) => {
+                pick(&state.components, &mut state.round_robin, |r| r.service.as_deref() == Some(name))
+            }
+        };
+        let Some(component) = component else {
+            entry.status = Status::Pending;
+            state.parked.entry(kind_name).or_default().push(id.to_owned());
+            return Step::Park;
+        };
+        entry.attempt += 1;
+        entry.status = Status::Running;
+        let delivery = Delivery {
+            delivery_id: self.shared.next_delivery.fetch_add(1, Ordering::Relaxed),
+            kind: match request.target {
+                Target::Actor(_) => DeliveryKind::ActorMethod,
+                Target::Service(_) => DeliveryKind::ServiceMethod,
+            },
+            target: request.target.clone(),
+            method: request.method.clone(),
+            payload: request.payload.clone(),
+            flow: request.flow.clone(),
+            request_id: request.id.clone(),
+            attempt: entry.attempt,
+            deadline: request.deadline,
+        };
+        let activate = match &request.target {
+            Target::Actor(actor) => {
+                let slot = state.actors.entry(actor.clone()).or_default();
+                slot.last_used = Some(Instant::now());
+                (slot.activated_on.as_deref() != Some(component.as_str())).then(|| Delivery {
+                    delivery_id: self.shared.next_delivery.fetch_add(1, Ordering::Relaxed),
+                    kind: DeliveryKind::Activate,
+                    request_id: String::new(),
+                    method: String::new(),
+                    payload: bytes::Bytes::new(),
+                    ..delivery.clone()
+                })
+            }
+            Target::Service(_) => None,
+        };
+        Step::Deliver { component, delivery, activate }
+    }
+
+    /// Sends a delivery and waits for the answer; `None` if the component went
+    /// away first (the attempt is then known to be abandoned).
+    async fn deliver(&self, component: &str, delivery: Delivery) -> Option<DeliveryResult> {
+        let (answer, result) = oneshot::channel();
+        {
+            let mut state = self.lock();
+            let c = state.components.get_mut(component)?;
+            c.in_flight.insert(delivery.delivery_id, answer);
+            if c.outbox.send(delivery).is_err() {
+                return None;
+            }
+        }
+        result.await.ok()
+    }
+
+    /// Marks a request whose attempt was abandoned as pending again, after a
+    /// pause that keeps a flapping component from spinning the retry loop.
+    async fn retry_later(&self, id: &str) {
+        if let Some(entry) = self.lock().requests.get_mut(id) {
+            tracing::info!(request = id, attempt = entry.attempt, "attempt abandoned; retrying");
+            entry.status = Status::Pending;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    async fn remove_now(&self, actor: &ActorId, deactivate_on: Option<String>) -> Outcome {
+        if let Some(component) = deactivate_on {
+            let _ = self.deliver(&component, self.deactivation(actor)).await;
+        }
+        if let Some(slot) = self.lock().actors.get_mut(actor) {
+            slot.activated_on = None;
+        }
+        match self.shared.store.delete_all(actor).await {
+            Ok(removed) => Outcome::Value(bytes::Bytes::copy_from_slice(&removed.to_le_bytes())),
+            Err(e) => Outcome::AppError { code: 14, message: e.to_string() },
+        }
+    }
+
+    fn deactivation(&self, actor: &ActorId) -> Delivery {
+        Delivery {
+            delivery_id: self.shared.next_delivery.fetch_add(1, Ordering::Relaxed),
+            kind: DeliveryKind::Deactivate,
+            target: Target::Actor(actor.clone()),
+            method: String::new(),
+            payload: bytes::Bytes::new(),
+            flow: String::new(),
+            request_id: String::new(),
+            attempt: 1,
+            deadline: None,
+        }
+    }
+
+    /// Completes a request: makes the completion durable, answers the waiting
+    /// callers and passes the actor's turn on.
+    async fn complete(&self, id: &str, outcome: Outcome) {
+        let request = {
+            let mut state = self.lock();
+            let Some(entry) = state.requests.get_mut(id) else { return };
+            entry.status = Status::Completing;
+            entry.request.clone()
+        };
+        // A cancelled orphan leaves no record, so its reissue runs.
+        let keep = request.keep_outcome && outcome != Outcome::Failed(Failure::Cancelled);
+        let completion = Completion {
+            request_id: id.to_owned(),
+            outcome: keep.then(|| outcome.clone()),
+            next: vec![],
+        };
+        if let Err(e) = self.shared.log.complete(vec![completion]).await {
+            // The outcome is not durable: the request stays pending and runs
+            // again after the runtime restarts. Callers hear the failure.
+            tracing::error!(request = id, error = %e, "cannot journal a completion");
+            let mut state = self.lock();
+            if let Some(entry) = state.requests.get_mut(id) {
+                entry.waiters.clear();
+            }
+            return;
+        }
+        let mut state = self.lock();
+        let Some(entry) = state.requests.remove(id) else { return };
+        for waiter in entry.waiters {
+            let _ = waiter.send(outcome.clone());
+        }
+        if keep {
+            state.recent[0].insert(id.to_owned(), outcome);
+        }
+        if let Target::Actor(actor) = &request.target {
+            self.release_turn(&mut state, actor);
+        }
+    }
+
+    /// Ends one holder's use of an actor's turn and hands the turn to the next
+    /// waiting flow when the last holder is done.
+    fn release_turn(&self, state: &mut State, actor: &ActorId) {
+        let Some(slot) = state.actors.get_mut(actor) else { return };
+        slot.holders = slot.holders.saturating_sub(1);
+        slot.last_used = Some(Instant::now());
+        if slot.holders > 0 {
+            return;
+        }
+        slot.flow = None;
+        let Some(next) = slot.queue.pop_front() else { return };
+        let flow = state.requests.get(&next).map(|e| e.request.flow.clone());
+        self.schedule(state, &next);
+        // Requests of the same flow queued behind it share the turn.
+        if let Some(flow) = flow {
+            let same_flow: Vec<String> = state
+                .actors
+                .get(actor)
+                .map(|slot| {
+                    slot.queue
+                        .iter()
+                        .filter(|id| state.requests.get(*id).is_some_and(|e| e.request.flow == flow))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(slot) = state.actors.get_mut(actor) {
+                slot.queue.retain(|id| !same_flow.contains(id));
+            }
+            for id in same_flow {
+                self.schedule(state, &id);
+            }
+        }
+    }
+
+    /// Attaches a component: returns its id and the queue of its deliveries.
+    pub fn attach(&self, registration: Registration) -> Result<(String, mpsc::UnboundedReceiver<Delivery>), Error> {
+        if registration.actor_types.is_empty() && registration.service.is_none() {
+            return Err(Error::InvalidArgument(
+                "register: a component must host at least one actor type or a service".into(),
+            ));
+        }
+        if registration.actor_types.iter().any(|t| t.is_empty()) {
+            return Err(Error::InvalidArgument("register.actor_types: an actor type name is empty".into()));
+        }
+        let n = self.shared.next_component.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-c{n}", self.shared.runtime_id);
+        let (outbox, deliveries) = mpsc::unbounded_channel();
+        let mut keys: Vec<String> = registration.actor_types.iter().map(|t| format!("actor:{t}")).collect();
+        keys.extend(registration.service.iter().map(|s| format!("service:{s}")));
+        let mut groups: Vec<Target> =
+            registration.actor_types.iter().map(|t| Target::Actor(ActorId::new(t.clone(), ""))).collect();
+        groups.extend(registration.service.iter().map(|s| Target::Service(s.clone())));
+        let mut state = self.lock();
+        let newly_known = keys.iter().any(|k| !state.known.contains(k));
+        state.known.extend(keys);
+        if newly_known {
+            let store = self.shared.store.clone();
+            let known = serde_json::to_vec(&state.known).unwrap_or_default();
+            tokio::spawn(async move {
+                if let Err(e) = store.set_metadata(KNOWN_TARGETS, known.into()).await {
+                    tracing::error!(error = %e, "cannot record the known targets");
+                }
+            });
+        }
+        tracing::info!(component = %id, name = %registration.name, types = ?registration.actor_types, service = ?registration.service, "component attached");
+        state.components.insert(
+            id.clone(),
+            Component { registration, connected_at: SystemTime::now(), outbox, in_flight: HashMap::new() },
+        );
+        for group in groups {
+            for parked in state.parked.remove(&group).unwrap_or_default() {
+                if state.requests.get(&parked).is_some_and(|e| e.status == Status::Pending) {
+                    let engine = self.clone();
+                    tokio::spawn(async move { engine.drive(parked).await });
+                }
+            }
+        }
+        Ok((id, deliveries))
+    }
+
+    /// Records a component's answer to a delivery.
+    pub fn answer(&self, component: &str, delivery_id: u64, result: DeliveryResult) {
+        let mut state = self.lock();
+        if let Some(answer) = state.components.get_mut(component).and_then(|c| c.in_flight.remove(&delivery_id)) {
+            let _ = answer.send(result);
+        }
+    }
+
+    /// Detaches a component whose channel closed: the attempts it was running
+    /// are abandoned and retried.
+    pub fn detach(&self, component: &str) {
+        let mut state = self.lock();
+        if let Some(c) = state.components.remove(component) {
+            tracing::info!(component, abandoned = c.in_flight.len(), "component detached");
+        }
+        for slot in state.actors.values_mut() {
+            if slot.activated_on.as_deref() == Some(component) {
+                slot.activated_on = None;
+            }
+        }
+    }
+
+    /// The attached components.
+    pub fn components(&self) -> Vec<ComponentInfo> {
+        let state = self.lock();
+        let mut list: Vec<_> = state.components.iter().map(|(id, c)| c.info(id)).collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    /// The activated actor instances, optionally of one type.
+    pub fn active_actors(&self, kind: Option<&str>) -> Vec<ActiveActor> {
+        let state = self.lock();
+        let mut list: Vec<_> = state
+            .actors
+            .iter()
+            .filter(|(a, _)| kind.is_none_or(|k| a.kind == k))
+            .filter_map(|(a, s)| s.activated_on.clone().map(|c| ActiveActor { actor: a.clone(), component_id: c }))
+            .collect();
+        list.sort_by(|a, b| a.actor.cmp(&b.actor));
+        list
+    }
+
+    fn spawn_housekeeping(&self) {
+        let weak = Arc::downgrade(&self.shared);
+        let period = (self.shared.options.actor_idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            let mut generations = 0u32;
+            loop {
+                ticker.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                let engine = Engine { shared };
+                engine.deactivate_idle();
+                generations += 1;
+                if u64::from(generations) * period.as_millis() as u64 >= 30_000 {
+                    generations = 0;
+                    let mut state = engine.lock();
+                    let older = std::mem::take(&mut state.recent[0]);
+                    state.recent[1] = older;
+                }
+            }
+        });
+    }
+
+    /// Deactivates instances idle for longer than the idle timeout. The
+    /// deactivation takes the actor's turn, so it never overlaps a flow.
+    fn deactivate_idle(&self) {
+        let idle = self.shared.options.actor_idle_timeout;
+        let mut state = self.lock();
+        let mut forget = Vec::new();
+        let mut deactivate = Vec::new();
+        for (actor, slot) in state.actors.iter_mut() {
+            let unused = slot.flow.is_none() && slot.queue.is_empty() && slot.last_used.is_none_or(|t| t.elapsed() >= idle);
+            if !unused {
+                continue;
+            }
+            match slot.activated_on.clone() {
+                None => forget.push(actor.clone()),
+                Some(component) => {
+                    slot.flow = Some(format!("deactivate-{}", uuid::Uuid::new_v4().simple()));
+                    slot.holders = 1;
+                    deactivate.push((actor.clone(), component));
+                }
+            }
+        }
+        for actor in forget {
+            state.actors.remove(&actor);
+        }
+        drop(state);
+        for (actor, component) in deactivate {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                let _ = engine.deliver(&component, engine.deactivation(&actor)).await;
+                let mut state = engine.lock();
+                if let Some(slot) = state.actors.get_mut(&actor) {
+                    slot.activated_on = None;
+                }
+                engine.release_turn(&mut state, &actor);
+                if state.actors.get(&actor).is_some_and(|s| s.flow.is_none() && s.queue.is_empty()) {
+                    state.actors.remove(&actor);
+                }
+            });
+        }
+    }
+}
+
+enum Accepted {
+    Done(Outcome),
+    Wait(oneshot::Receiver<Outcome>),
+}
+
+enum Step {
+    Finish(Outcome),
+    Park,
+    Gone,
+    Remove(ActorId, Option<String>),
+    Deliver { component: String, delivery: Delivery, activate: Option<Delivery> },
+}
+
+/// Picks a component that matches, spreading load round robin.
+fn pick(
+    components: &HashMap<String, Component>,
+    round_robin: &mut usize,
+    matches: impl Fn(&Registration) -> bool,
+) -> Option<String> {
+    let mut candidates: Vec<&String> =
+        components.iter().filter(|(_, c)| matches(&c.registration)).map(|(id, _)| id).collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    candidates.sort();
+    *round_robin = round_robin.wrapping_add(1);
+    Some(candidates[*round_robin % candidates.len()].clone())
+}

@@ -1,0 +1,29 @@
+//! The KAR runtime: virtual actors, services and durable state with retry
+//! orchestration, served over gRPC to application components.
+//!
+//! # Layout
+//!
+//! * [`cli`]: the `kar` command line, one file per subcommand; `run` wires
+//!   everything below together.
+//! * [`config`]: the layered configuration of `kar run` (defaults < file <
+//!   `KAR_*` environment < flags).
+//! * [`server`]: the gRPC server: the `kar.v1` services, reflection, health.
+//! * [`api`]: the `kar.v1` services, translating wire messages to the engine.
+//! * [`engine`]: invocations, actor turns and retry orchestration, written
+//!   against the [`log::Log`] and [`store::StateStore`] traits.
+//! * [`log`] and [`store`]: the traits and their implementations.
+//! * [`embedded`]: the `redb` file and group-commit writer behind the
+//!   embedded log and store.
+//!
+//! Dependencies point one way: `cli` → `server` → `api` → `engine` → `log`,
+//! `store` (traits) ← implementations. See `ARCHITECTURE.md` for the flow of
+//! a call and the protocol behind each promise.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod embedded;
+pub mod engine;
+pub mod log;
+pub mod server;
+pub mod store;

@@ -1,0 +1,106 @@
+//! The store: durable actor state and small runtime metadata.
+//!
+//! Actor state is a map from keys to values, where an entry may also live in a
+//! named submap. The store sees values as opaque bytes (the API edge encodes
+//! them); a top-level entry is stored with the empty submap name.
+//!
+//! # The contract every implementation follows
+//!
+//! 1. A write is durable when its future resolves `Ok`.
+//! 2. [`StateStore::update`] applies its removals and then its updates as one
+//!    atomic step: a reader sees all of it or none of it.
+//! 3. The state of different actors is independent: no operation on one actor
+//!    reads or changes another's.
+//! 4. `get_all` returns entries ordered by (submap, key).
+//!
+//! This module knows nothing of gRPC, the engine or components.
+
+pub mod embedded;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+use crate::engine::types::ActorId;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+pub use embedded::EmbeddedStateStore;
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The storage underneath failed.
+    #[error("state storage failed: {0}")]
+    Storage(String),
+}
+
+impl From<crate::embedded::Error> for Error {
+    fn from(e: crate::embedded::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+/// The result type of store operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One state entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The submap holding it; empty for a top-level entry.
+    pub submap: String,
+    /// The key within its (sub)map.
+    pub key: String,
+    /// The encoded value.
+    pub value: Bytes,
+}
+
+/// A batch of changes to one actor's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    /// `(submap, key)` pairs to remove, applied first.
+    pub removals: Vec<(String, String)>,
+    /// Entries to write, applied after the removals.
+    pub updates: Vec<Entry>,
+}
+
+/// What an [`Update`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateCounts {
+    /// Entries created (not counting overwritten ones).
+    pub added: u32,
+    /// Entries removed.
+    pub removed: u32,
+}
+
+/// Durable actor state and metadata. See the module docs for the contract.
+pub trait StateStore: Send + Sync + 'static {
+    /// Reads one entry.
+    fn get<'a>(&'a self, actor: &'a ActorId, submap: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
+
+    /// Writes one entry; true if it did not exist before.
+    fn set(&self, actor: &ActorId, entry: Entry) -> BoxFuture<'static, Result<bool>>;
+
+    /// Deletes one entry; true if it existed.
+    fn delete(&self, actor: &ActorId, submap: &str, key: &str) -> BoxFuture<'static, Result<bool>>;
+
+    /// Reads every entry of the actor, ordered by (submap, key).
+    fn get_all<'a>(&'a self, actor: &'a ActorId) -> BoxFuture<'a, Result<Vec<Entry>>>;
+
+    /// Reads every entry of one submap, ordered by key.
+    fn get_submap<'a>(&'a self, actor: &'a ActorId, submap: &'a str) -> BoxFuture<'a, Result<Vec<Entry>>>;
+
+    /// Applies removals then updates atomically.
+    fn update(&self, actor: &ActorId, update: Update) -> BoxFuture<'static, Result<UpdateCounts>>;
+
+    /// Deletes every entry of the actor; returns how many.
+    fn delete_all(&self, actor: &ActorId) -> BoxFuture<'static, Result<u32>>;
+
+    /// Deletes every entry of one submap; returns how many.
+    fn clear_submap(&self, actor: &ActorId, submap: &str) -> BoxFuture<'static, Result<u32>>;
+
+    /// Reads a small metadata value of the runtime.
+    fn metadata<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
+
+    /// Writes a small metadata value of the runtime.
+    fn set_metadata(&self, key: &str, value: Bytes) -> BoxFuture<'static, Result<()>>;
+}
