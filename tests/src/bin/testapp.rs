@@ -116,11 +116,14 @@ async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value)
             Ok(json!(format!("pong>{}", answer.as_str().unwrap_or_default())).into())
         }
         ("Reent", "leaf") => Ok(json!("leaf").into()),
-        // Calls Slow/<callee>.work([ms, tag]) and returns its result.
+        // Calls Slow/<callee>.work([ms, tag]), then sleeps for the optional
+        // fourth argument (ms), and returns the callee's result.
         ("Caller", "call") => {
             let callee = str_arg(args, 0, "callee id")?;
             let ms = int_arg(args, 2, "milliseconds")?;
             let answer = ctx.call_actor("Slow", &callee, "work", json!([ms, arg(args, 1)])).await?;
+            let after = arg(args, 3).as_u64().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(after)).await;
             Ok(answer.into())
         }
         // Tells Slow/<callee>.work([ms, tag]) and returns at once.
