@@ -23,6 +23,10 @@ pub struct Config {
     /// An actor instance unused for this long is deactivated.
     #[serde(with = "humantime_serde")]
     pub actor_idle_timeout: Duration,
+    /// How long the outcome of a completed request is kept, so that a caller
+    /// repeating the request gets it instead of running it again.
+    #[serde(with = "humantime_serde")]
+    pub outcome_retention: Duration,
     /// The largest payload or state value accepted, in bytes.
     pub max_payload_bytes: usize,
     /// Kafka bootstrap brokers (distributed deployment).
@@ -41,6 +45,7 @@ impl Default for Config {
             port: 3500,
             data_dir: PathBuf::from(".kar-data"),
             actor_idle_timeout: Duration::from_secs(60),
+            outcome_retention: Duration::from_secs(3600),
             max_payload_bytes: crate::api::Limits::default().max_payload_bytes,
             kafka_brokers: None,
             redis_url: None,
@@ -62,6 +67,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_idle_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome_retention: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_payload_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +111,7 @@ impl Config {
             "port",
             "data_dir",
             "actor_idle_timeout",
+            "outcome_retention",
             "max_payload_bytes",
             "kafka_brokers",
             "redis_url",

@@ -184,3 +184,33 @@ async fn introspection_lists_components_and_active_actors() -> anyhow::Result<()
     assert!(actors.iter().any(|a| a.actor.as_ref().is_some_and(|r| r.id == "seen")));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_lists_the_services_and_calls_an_actor_through_reflection() -> anyhow::Result<()> {
+    let mesh = Mesh::start("Echo", "").await?;
+    let address = format!("127.0.0.1:{}", mesh.runtime.port);
+    let grpcurl = |args: &[&str]| -> anyhow::Result<String> {
+        let output = std::process::Command::new("grpcurl")
+            .arg("-plaintext")
+            .args(args)
+            .output()
+            .map_err(|e| anyhow::anyhow!("grpcurl is needed (deploy/install-tools.sh installs it): {e}"))?;
+        anyhow::ensure!(output.status.success(), "grpcurl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let services = grpcurl(&[&address, "list"])?;
+    for service in ["kar.v1.ActorsService", "kar.v1.StateService", "kar.v1.ServicesService", "kar.v1.AppService", "kar.v1.MeshService", "grpc.health.v1.Health"] {
+        assert!(services.contains(service), "{service} missing from:\n{services}");
+    }
+    let answer = grpcurl(&[
+        "-d",
+        r#"{"actor": {"type": "Echo", "id": "g"}, "method": "echo", "json": ["hi", 2]}"#,
+        &address,
+        "kar.v1.ActorsService/CallActor",
+    ])?;
+    let answer: serde_json::Value = serde_json::from_str(&answer)?;
+    assert_eq!(answer["json"], json!(["hi", 2]));
+    let health = grpcurl(&[&address, "grpc.health.v1.Health/Check"])?;
+    assert!(health.contains("SERVING"), "{health}");
+    Ok(())
+}

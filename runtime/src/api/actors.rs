@@ -113,7 +113,12 @@ impl ActorsService for ActorsApi {
         let actor: ActorId = convert::actor_ref(request.get_ref().actor.as_ref())?;
         let request_id = convert::request_id(request.metadata())?;
         let deadline = convert::deadline(request.metadata())?;
-        let removed_entries = self.engine.remove(actor, request_id, deadline).await.map_err(status::from_engine)?;
+        // From inside a handler, the removal joins the handler's flow, so an
+        // actor can remove itself (or an actor its flow holds) without waiting
+        // for its own turn to end.
+        let flow = convert::flow(request.metadata())?;
+        let removed_entries =
+            self.engine.remove(actor, request_id, deadline, flow).await.map_err(status::from_engine)?;
         Ok(Response::new(v1::RemoveActorResponse { removed_entries }))
     }
 }

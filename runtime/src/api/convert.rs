@@ -90,6 +90,11 @@ pub(crate) fn call_context(metadata: &MetadataMap) -> Result<Option<CallContext>
     Ok(Some(CallContext { flow: flow.to_owned(), caller_id: caller.to_owned(), seq }))
 }
 
+/// Reads the flow of the calling handler, if any.
+pub(crate) fn flow(metadata: &MetadataMap) -> Result<Option<String>, Status> {
+    Ok(text(metadata, keys::FLOW_ID)?.filter(|s| !s.is_empty()).map(str::to_owned))
+}
+
 /// Reads the idempotency key of a caller outside any handler.
 pub(crate) fn request_id(metadata: &MetadataMap) -> Result<Option<String>, Status> {
     let id = text(metadata, keys::REQUEST_ID)?.filter(|s| !s.is_empty());

@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// Deactivate actor instances unused for this long (e.g. `60s`).
     #[arg(long)]
     pub actor_idle_timeout: Option<String>,
+    /// Keep outcomes of completed requests this long (e.g. `1h`), for
+    /// callers that repeat a request.
+    #[arg(long)]
+    pub outcome_retention: Option<String>,
     /// The largest payload or state value accepted, in bytes.
     #[arg(long)]
     pub max_payload_bytes: Option<usize>,
@@ -68,6 +72,7 @@ impl RunArgs {
             port: self.port,
             data_dir: self.data_dir.clone(),
             actor_idle_timeout: self.actor_idle_timeout.clone(),
+            outcome_retention: self.outcome_retention.clone(),
             max_payload_bytes: self.max_payload_bytes,
             kafka_brokers: self.kafka_brokers.clone(),
             redis_url: self.redis_url.clone(),
@@ -93,7 +98,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::start(
         Arc::new(EmbeddedLog::new(db.clone())),
         Arc::new(EmbeddedStateStore::new(db)),
-        EngineOptions { actor_idle_timeout: config.actor_idle_timeout },
+        EngineOptions { actor_idle_timeout: config.actor_idle_timeout, outcome_retention: config.outcome_retention },
     )
     .await?;
     let listener = TcpListener::bind((config.host.as_str(), config.port))

@@ -76,11 +76,13 @@ impl From<crate::store::Error> for Error {
 pub struct EngineOptions {
     /// An actor instance unused for this long is deactivated.
     pub actor_idle_timeout: Duration,
+    /// How long recorded outcomes are kept for callers that repeat a request.
+    pub outcome_retention: Duration,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { actor_idle_timeout: Duration::from_secs(60) }
+        Self { actor_idle_timeout: Duration::from_secs(60), outcome_retention: Duration::from_secs(3600) }
     }
 }
 
@@ -301,7 +303,15 @@ impl Engine {
 
     /// Removes an actor in its turn: deactivates it and deletes its state.
     /// Returns how many state entries were deleted.
-    pub async fn remove(&self, actor: ActorId, request_id: Option<String>, deadline: Option<UnixMillis>) -> Result<u32, Error> {
+    /// A removal made from inside a handler passes the handler's `flow`, so
+    /// it runs within that flow's turn instead of queueing behind it.
+    pub async fn remove(
+        &self,
+        actor: ActorId,
+        request_id: Option<String>,
+        deadline: Option<UnixMillis>,
+        flow: Option<String>,
+    ) -> Result<u32, Error> {
         let submission = Submission {
             target: Target::Actor(actor),
             method: String::new(),
@@ -310,7 +320,7 @@ impl Engine {
             request_id,
             deadline,
         };
-        let (id, accepted) = self.submit(RequestKind::Remove, submission).await?;
+        let (id, accepted) = self.submit_in_flow(RequestKind::Remove, submission, flow).await?;
         let outcome = match accepted {
             Accepted::Done(outcome) => outcome,
             Accepted::Wait(receiver) => {
@@ -329,7 +339,19 @@ impl Engine {
     }
 
     async fn submit(&self, kind: RequestKind, submission: Submission) -> Result<(String, Accepted), Error> {
-        let request = self.build_request(kind, submission)?;
+        self.submit_in_flow(kind, submission, None).await
+    }
+
+    async fn submit_in_flow(
+        &self,
+        kind: RequestKind,
+        submission: Submission,
+        flow: Option<String>,
+    ) -> Result<(String, Accepted), Error> {
+        let mut request = self.build_request(kind, submission)?;
+        if let Some(flow) = flow {
+            request.flow = flow;
+        }
         let id = request.id.clone();
         // A repeated id whose outcome is on record gets it back (G3, G4).
         if request.keep_outcome && !self.lock().requests.contains_key(&id) {
@@ -806,6 +828,15 @@ impl Engine {
                 let engine = Engine { shared };
                 engine.deactivate_idle();
                 generations += 1;
+                if generations == 1 {
+                    let retention = engine.shared.options.outcome_retention.as_millis() as u64;
+                    let before = now_millis().saturating_sub(retention);
+                    match engine.shared.log.expire_outcomes(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(expired = n, "forgot old outcomes"),
+                        Err(e) => tracing::warn!(error = %e, "cannot expire old outcomes"),
+                    }
+                }
                 if u64::from(generations) * period.as_millis() as u64 >= 30_000 {
                     generations = 0;
                     let mut state = engine.lock();

@@ -41,6 +41,22 @@ where
     completion_removes_records_and_appends_atomically(&log).await;
     let (_guard, log) = fresh().await;
     appending_a_pending_id_again_changes_nothing(&log).await;
+    let (_guard, log) = fresh().await;
+    expired_outcomes_are_forgotten(&log).await;
+}
+
+async fn expired_outcomes_are_forgotten(log: &impl Log) {
+    log.recover().await.expect("recover");
+    log.append(vec![request("old")]).await.expect("append");
+    let value = Outcome::Value(Bytes::from_static(b"v"));
+    log.complete(vec![Completion { request_id: "old".into(), outcome: Some(value.clone()), next: vec![] }])
+        .await
+        .expect("complete");
+    assert_eq!(log.expire_outcomes(1).await.expect("expire"), 0, "nothing is that old");
+    assert_eq!(log.outcome("old").await.expect("outcome"), Some(value));
+    let future = crate::engine::types::now_millis() + 60_000;
+    assert_eq!(log.expire_outcomes(future).await.expect("expire"), 1);
+    assert_eq!(log.outcome("old").await.expect("outcome"), None);
 }
 
 async fn recovery_starts_a_new_epoch_each_time(log: &impl Log) {

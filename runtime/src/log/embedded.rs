@@ -18,6 +18,8 @@ const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("log_pending")
 const PENDING_IDS: TableDefinition<&str, u64> = TableDefinition::new("log_pending_ids");
 const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("log_outcomes");
 const META: TableDefinition<&str, u64> = TableDefinition::new("log_meta");
+/// `(completed_at, request id)` of every recorded outcome, for expiry.
+const OUTCOME_TIMES: TableDefinition<(u64, &str), ()> = TableDefinition::new("log_outcome_times");
 
 const EPOCH: &str = "epoch";
 const NEXT_SEQ: &str = "next_seq";
@@ -113,12 +115,18 @@ impl Log for EmbeddedLog {
                     let mut ids = txn.open_table(PENDING_IDS)?;
                     let mut pending = txn.open_table(PENDING)?;
                     let mut outcomes = txn.open_table(OUTCOMES)?;
+                    let mut times = txn.open_table(OUTCOME_TIMES)?;
                     for (completion, recorded) in completions.iter().zip(&recorded) {
                         if let Some(seq) = ids.remove(completion.request_id.as_str())?.map(|v| v.value()) {
                             pending.remove(seq)?;
                         }
                         if let Some(bytes) = recorded {
-                            outcomes.insert(completion.request_id.as_str(), bytes.as_slice())?;
+                            let id = completion.request_id.as_str();
+                            if let Some(old) = outcomes.insert(id, bytes.as_slice())? {
+                                let old = decode::<RecordedOutcome>(old.value())?;
+                                times.remove((old.completed_at, id))?;
+                            }
+                            times.insert((now, id), ())?;
                         }
                     }
                 }
@@ -149,6 +157,28 @@ impl Log for EmbeddedLog {
             read().map_err(Error::from)
         }
         .boxed()
+    }
+
+    fn expire_outcomes(&self, before: u64) -> BoxFuture<'static, Result<usize, Error>> {
+        self.db.write(move |txn| Self::expire_in(txn, before)).map(|r| r.map_err(Error::from)).boxed()
+    }
+}
+
+impl EmbeddedLog {
+    fn expire_in(txn: &WriteTransaction, before: u64) -> Result<usize, embedded::Error> {
+        let mut times = txn.open_table(OUTCOME_TIMES)?;
+        let mut outcomes = txn.open_table(OUTCOMES)?;
+        let mut expired: Vec<(u64, String)> = Vec::new();
+        for item in times.range((0u64, "")..(before, ""))? {
+            let (key, _) = item?;
+            let (at, id) = key.value();
+            expired.push((at, id.to_owned()));
+        }
+        for (at, id) in &expired {
+            times.remove((*at, id.as_str()))?;
+            outcomes.remove(id.as_str())?;
+        }
+        Ok(expired.len())
     }
 }
 

@@ -22,7 +22,7 @@
 //!    order it was appended. After it, a writer of an older epoch can no
 //!    longer change the log (fencing).
 //! 5. **Outcomes.** [`Log::outcome`] returns the outcome recorded for a
-//!    completed request, for as long as the implementation retains outcomes.
+//!    completed request until [`Log::expire_outcomes`] forgets it.
 //!
 //! This module knows nothing of gRPC, the engine's scheduling or components.
 
@@ -92,4 +92,9 @@ pub trait Log: Send + Sync + 'static {
 
     /// The recorded outcome of a completed request.
     fn outcome(&self, request_id: &str) -> BoxFuture<'_, Result<Option<Outcome>, Error>>;
+
+    /// Forgets the outcomes recorded before `before` (unix milliseconds);
+    /// returns how many. A request repeated after its outcome is forgotten
+    /// runs again, so retention bounds how late a retried caller may come.
+    fn expire_outcomes(&self, before: u64) -> BoxFuture<'static, Result<usize, Error>>;
 }
