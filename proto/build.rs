@@ -12,6 +12,8 @@ const FILES: &[&str] = &[
     "kar/v1/services.proto",
     "kar/v1/app.proto",
     "kar/v1/mesh.proto",
+    "kar/v1/reminders.proto",
+    "kar/v1/events.proto",
     "kar/v1/options.proto",
 ];
 

@@ -6,7 +6,7 @@
 
 use super::{convert, status};
 use crate::engine::components::Registration;
-use crate::engine::types::{Delivery, DeliveryKind, DeliveryResult, Target};
+use crate::engine::types::{ActorId, Delivery, DeliveryKind, DeliveryResult, TailCall, Target};
 use crate::engine::Engine;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -60,9 +60,36 @@ fn result(result: v1::InvocationResult) -> (u64, DeliveryResult) {
     let outcome = match result.outcome {
         Some(v1::invocation_result::Outcome::Value(payload)) => DeliveryResult::Value(Bytes::from(payload.encode_to_vec())),
         Some(v1::invocation_result::Outcome::Error(e)) => DeliveryResult::AppError { code: e.code, message: e.message },
+        Some(v1::invocation_result::Outcome::TailCall(t)) => match tail_call(t) {
+            Ok(next) => DeliveryResult::TailCall(next),
+            Err(message) => DeliveryResult::AppError { code: tonic::Code::InvalidArgument as i32, message },
+        },
         None => DeliveryResult::Value(Bytes::new()),
     };
     (result.delivery_id, outcome)
+}
+
+/// Reads a tail call; a malformed one fails the step with the field named.
+fn tail_call(t: v1::TailCall) -> Result<TailCall, String> {
+    let target = match t.target {
+        Some(v1::tail_call::Target::Actor(actor)) => {
+            if actor.r#type.is_empty() || actor.id.is_empty() {
+                return Err("tail_call.actor: type and id are required".into());
+            }
+            Target::Actor(ActorId::new(actor.r#type, actor.id))
+        }
+        Some(v1::tail_call::Target::Service(service)) if !service.is_empty() => Target::Service(service),
+        _ => return Err("tail_call.target: an actor or a service is required".into()),
+    };
+    if t.method.is_empty() {
+        return Err("tail_call.method is required".into());
+    }
+    Ok(TailCall {
+        target,
+        method: t.method,
+        payload: Bytes::from(t.payload.unwrap_or_default().encode_to_vec()),
+        release_turn: t.release_turn,
+    })
 }
 
 #[tonic::async_trait]

@@ -237,7 +237,7 @@ impl Engine {
         {
             let mut state = engine.lock();
             for request in recovery.pending {
-                if request.kind == RequestKind::Call && request.caller.is_some() {
+                if request.kind == RequestKind::Call && request.caller.is_some() && request.step == 0 {
                     orphans.push(Completion { request_id: request.id.clone(), outcome: None, next: vec![] });
                     continue;
                 }
@@ -429,7 +429,11 @@ impl Engine {
         }
         let (id, flow, caller, keep_outcome) = match context {
             Some(context) => {
-                let entry = state.requests.get(&context.caller_id).filter(|e| e.status == Status::Running);
+                let (caller_request, caller_step) = split_invocation_id(&context.caller_id);
+                let entry = state
+                    .requests
+                    .get(caller_request)
+                    .filter(|e| e.status == Status::Running && e.request.step == caller_step);
                 let Some(entry) = entry else {
                     return Err(Error::FailedPrecondition(format!(
                         "the calling invocation {} is not running here (its attempt was abandoned or it already completed)",
@@ -437,6 +441,7 @@ impl Engine {
                     )));
                 };
                 let caller = Caller { request_id: context.caller_id.clone(), epoch: self.shared.epoch, attempt: entry.attempt };
+                debug_assert_eq!(split_invocation_id(&caller.request_id).0, caller_request);
                 let id = format!("{}.{}", context.caller_id, context.seq);
                 let flow = if kind == RequestKind::Tell { id.clone() } else { context.flow };
                 (id, flow, Some(caller), true)
@@ -449,7 +454,7 @@ impl Engine {
                 }
             },
         };
-        Ok(Request { id, kind, target, method, payload, flow, caller, deadline, keep_outcome })
+        Ok(Request { id, kind, target, method, payload, flow, caller, deadline, keep_outcome, step: 0 })
     }
 
     /// Gives a request its turn (actors) or starts it (services). Called with
@@ -475,8 +480,14 @@ impl Engine {
             }
             Target::Service(_) => {}
         }
+        self.spawn_drive(id.to_owned());
+    }
+
+    /// Starts the task that drives a request holding its turn. (A plain
+    /// function, so that `drive` may lead back here without making its own
+    /// future recursive.)
+    fn spawn_drive(&self, id: String) {
         let engine = self.clone();
-        let id = id.to_owned();
         tokio::spawn(async move { engine.drive(id).await });
     }
 
@@ -503,6 +514,10 @@ impl Engine {
                             Some(DeliveryResult::AppError { code, message }) => {
                                 return self.complete(&id, Outcome::AppError { code, message }).await;
                             }
+                            Some(DeliveryResult::TailCall(_)) => {
+                                let message = "an activation cannot end with a tail call".to_owned();
+                                return self.complete(&id, Outcome::AppError { code: 9, message }).await;
+                            }
                             None => {
                                 self.retry_later(&id).await;
                                 continue;
@@ -511,6 +526,7 @@ impl Engine {
                     }
                     match self.deliver(&component, delivery).await {
                         Some(DeliveryResult::Value(bytes)) => return self.complete(&id, Outcome::Value(bytes)).await,
+                        Some(DeliveryResult::TailCall(next)) => return self.tail_call(&id, next).await,
                         Some(DeliveryResult::AppError { code, message }) => {
                             return self.complete(&id, Outcome::AppError { code, message }).await;
                         }
@@ -530,14 +546,14 @@ impl Engine {
         if request.deadline.is_some_and(|d| now_millis() > d) {
             return Step::Finish(Outcome::Failed(Failure::DeadlineExceeded));
         }
-        if request.kind == RequestKind::Call && entry.attempt == 0 {
+        if request.kind == RequestKind::Call && entry.attempt == 0 && request.step == 0 {
             let abandoned = !entry.waiters.is_empty() && entry.waiters.iter().all(|w| w.is_closed());
             let orphaned = request.caller.as_ref().is_some_and(|caller| {
+                let (caller_request, caller_step) = split_invocation_id(&caller.request_id);
                 caller.epoch != self.shared.epoch
-                    || !state
-                        .requests
-                        .get(&caller.request_id)
-                        .is_some_and(|p| p.status == Status::Running && p.attempt == caller.attempt)
+                    || !state.requests.get(caller_request).is_some_and(|p| {
+                        p.status == Status::Running && p.attempt == caller.attempt && p.request.step == caller_step
+                    })
             });
             if abandoned || orphaned {
                 tracing::debug!(request = id, "not starting a call whose caller failed");
@@ -579,7 +595,7 @@ impl Engine {
             method: request.method.clone(),
             payload: request.payload.clone(),
             flow: request.flow.clone(),
-            request_id: request.id.clone(),
+            request_id: request.invocation_id(),
             attempt: entry.attempt,
             deadline: request.deadline,
         };
@@ -651,6 +667,56 @@ impl Engine {
             attempt: 1,
             deadline: None,
         }
+    }
+
+    /// Hands a request over to its next step: one atomic log step ends the
+    /// current step and makes the next one pending under the same id (G5);
+    /// then the next step is scheduled — in the same turn for a tail call to
+    /// the same actor that keeps it, through the target's queue otherwise.
+    async fn tail_call(&self, id: &str, next: TailCall) {
+        let (current, known) = {
+            let state = self.lock();
+            let Some(entry) = state.requests.get(id) else { return };
+            (entry.request.clone(), state.known.contains(&target_key(&next.target)))
+        };
+        if !known {
+            let message = format!("the tail call names {}, which no component hosts", next.target);
+            return self.complete(id, Outcome::Failed(Failure::NotFound(message))).await;
+        }
+        let next_request = Request {
+            target: next.target.clone(),
+            method: next.method.clone(),
+            payload: next.payload.clone(),
+            step: current.step + 1,
+            ..(*current).clone()
+        };
+        if next_request.method.is_empty() {
+            let message = "tail_call.method is required".to_owned();
+            return self.complete(id, Outcome::AppError { code: 3, message }).await;
+        }
+        let completion = Completion { request_id: id.to_owned(), outcome: None, next: vec![next_request.clone()] };
+        if let Err(e) = self.shared.log.complete(vec![completion]).await {
+            tracing::error!(request = id, error = %e, "cannot journal a tail call");
+            if let Some(entry) = self.lock().requests.get_mut(id) {
+                entry.waiters.clear();
+            }
+            return;
+        }
+        tracing::debug!(request = id, step = next_request.step, target = %next_request.target, "tail call");
+        let keeps_turn = matches!(current.target, Target::Actor(_)) && current.target == next.target && !next.release_turn;
+        let mut state = self.lock();
+        let Some(entry) = state.requests.get_mut(id) else { return };
+        entry.request = Arc::new(next_request);
+        entry.attempt = 0;
+        entry.status = Status::Pending;
+        if keeps_turn {
+            self.spawn_drive(id.to_owned());
+            return;
+        }
+        if let Target::Actor(actor) = &current.target {
+            self.release_turn(&mut state, actor);
+        }
+        self.schedule(&mut state, id);
     }
 
     /// Completes a request: makes the completion durable, answers the waiting
@@ -765,8 +831,7 @@ impl Engine {
         for group in groups {
             for parked in state.parked.remove(&group).unwrap_or_default() {
                 if state.requests.get(&parked).is_some_and(|e| e.status == Status::Pending) {
-                    let engine = self.clone();
-                    tokio::spawn(async move { engine.drive(parked).await });
+                    self.spawn_drive(parked);
                 }
             }
         }

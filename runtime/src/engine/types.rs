@@ -104,6 +104,30 @@ pub struct Request {
     /// id gets it back instead of running again. False only for requests
     /// whose id nobody can repeat (random ids given to outside callers).
     pub keep_outcome: bool,
+    /// The step of the invocation chain: 0 for the request as submitted, n
+    /// for the n-th tail call. All steps share the request's id.
+    #[serde(default)]
+    pub step: u32,
+}
+
+impl Request {
+    /// The id the handler of this step sees (and puts in `kar-caller-id`):
+    /// the request id, suffixed with `~<step>` after a tail call, so that the
+    /// calls of different steps get different deterministic ids.
+    pub fn invocation_id(&self) -> String {
+        if self.step == 0 { self.id.clone() } else { format!("{}~{}", self.id, self.step) }
+    }
+}
+
+/// Splits an invocation id into the request id and the step.
+pub fn split_invocation_id(invocation_id: &str) -> (&str, u32) {
+    match invocation_id.rsplit_once('~') {
+        Some((id, step)) => match step.parse() {
+            Ok(step) => (id, step),
+            Err(_) => (invocation_id, 0),
+        },
+        None => (invocation_id, 0),
+    }
 }
 
 /// How a request ended.
@@ -169,9 +193,24 @@ pub struct Delivery {
     pub deadline: Option<UnixMillis>,
 }
 
+/// The next step a handler hands off to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TailCall {
+    /// Who runs the next step.
+    pub target: Target,
+    /// Its method.
+    pub method: String,
+    /// Its encoded `kar.v1.Payload`.
+    pub payload: Bytes,
+    /// For the same actor: give up the turn between the steps.
+    pub release_turn: bool,
+}
+
 /// A component's answer to a delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryResult {
+    /// The handler handed off to a next step.
+    TailCall(TailCall),
     /// The handler returned this encoded payload.
     Value(Bytes),
     /// The handler raised an application error.

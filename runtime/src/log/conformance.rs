@@ -18,6 +18,7 @@ pub(crate) fn request(id: &str) -> Request {
         caller: None,
         deadline: None,
         keep_outcome: true,
+        step: 0,
     }
 }
 

@@ -70,6 +70,7 @@ async fn actor_method(log: Arc<AttemptLog>, ctx: Context, method: String, args: 
     let kind = ctx.actor_type().unwrap_or_default().to_owned();
     let tag = match (kind.as_str(), method.as_str()) {
         ("Slow", "work") | ("Caller", "call") => arg(&args, 1).as_str().unwrap_or_default().to_owned(),
+        ("Chain", "step") => format!("{}#{}", arg(&args, 2).as_str().unwrap_or_default(), arg(&args, 0)),
         _ => String::new(),
     };
     log.record("start", &ctx, &tag);
@@ -132,6 +133,31 @@ async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value)
             let ms = int_arg(args, 2, "milliseconds")?;
             ctx.tell_actor("Slow", &callee, "work", json!([ms, arg(args, 1)])).await?;
             Ok(Reply::none())
+        }
+        // A tail-call chain: step [n, total, tag, ms, mode] sleeps ms and then
+        // hands off to step n+1 — on the same actor keeping its turn
+        // (mode "same"), on the same actor releasing it ("release"), or on
+        // actor <id>-<n+1> ("hop") — until step `total` returns "<tag>#done".
+        ("Chain", "step") => {
+            let n = int_arg(args, 0, "step")?;
+            let total = int_arg(args, 1, "total")?;
+            let tag = str_arg(args, 2, "tag")?;
+            let ms = int_arg(args, 3, "milliseconds")?;
+            let mode = arg(args, 4).as_str().unwrap_or("same").to_owned();
+            tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
+            if n >= total {
+                return Ok(json!(format!("{tag}#done")).into());
+            }
+            let next_args = json!([n + 1, total, tag, ms, mode]);
+            let me = ctx.actor_id().unwrap_or_default().to_owned();
+            Ok(match mode.as_str() {
+                "hop" => {
+                    let base = me.split('-').next().unwrap_or_default().to_owned();
+                    Reply::tail_call("Chain", &format!("{base}-{}", n + 1), "step", next_args)
+                }
+                "release" => Reply::tail_call("Chain", &me, "step", next_args).releasing_turn(),
+                _ => Reply::tail_call("Chain", &me, "step", next_args),
+            })
         }
         _ => Err(ctx.no_such_method()),
     }

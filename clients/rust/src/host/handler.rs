@@ -92,6 +92,20 @@ pub enum Reply {
     /// A raw result: JSON or a typed protobuf message; an empty payload for
     /// nothing.
     Payload(Payload),
+    /// A tail call: the invocation continues with another method (of this
+    /// actor, another actor, or a service). The hand-off is atomic with the
+    /// end of this step, and the original caller receives the result of the
+    /// last step of the chain.
+    TailCall(TailCall),
+}
+
+/// The next step of an invocation chain; see [`Reply::tail_call`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TailCall {
+    target: kar_proto::v1::tail_call::Target,
+    method: String,
+    payload: Payload,
+    release_turn: bool,
 }
 
 impl Reply {
@@ -107,10 +121,59 @@ impl Reply {
             .map_err(|err| AppError::internal(format!("cannot serialize the result: {err}")))
     }
 
-    pub(crate) fn into_payload(self) -> Payload {
+    /// Ends the step by handing off to `method` of actor `actor_type`/`id`
+    /// with JSON arguments. For the same actor, the actor's turn is kept for
+    /// the next step unless [`Reply::releasing_turn`] is applied.
+    pub fn tail_call(actor_type: &str, id: &str, method: &str, args: serde_json::Value) -> Reply {
+        Reply::TailCall(TailCall {
+            target: kar_proto::v1::tail_call::Target::Actor(kar_proto::v1::ActorRef {
+                r#type: actor_type.to_owned(),
+                id: id.to_owned(),
+            }),
+            method: method.to_owned(),
+            payload: json_payload(args),
+            release_turn: false,
+        })
+    }
+
+    /// Ends the step by handing off to `method` of `service`.
+    pub fn tail_call_service(service: &str, method: &str, args: serde_json::Value) -> Reply {
+        Reply::TailCall(TailCall {
+            target: kar_proto::v1::tail_call::Target::Service(service.to_owned()),
+            method: method.to_owned(),
+            payload: json_payload(args),
+            release_turn: false,
+        })
+    }
+
+    /// For a tail call to the same actor: lets other flows take the actor's
+    /// turn before the next step runs. Other replies are returned unchanged.
+    pub fn releasing_turn(self) -> Reply {
         match self {
-            Reply::Value(value) => json_payload(value),
-            Reply::Payload(payload) => payload,
+            Reply::TailCall(t) => Reply::TailCall(TailCall { release_turn: true, ..t }),
+            other => other,
+        }
+    }
+
+    pub(crate) fn into_outcome(self) -> kar_proto::v1::invocation_result::Outcome {
+        use kar_proto::v1::invocation_result::Outcome;
+        match self {
+            Reply::Value(value) => Outcome::Value(json_payload(value)),
+            Reply::Payload(payload) => Outcome::Value(payload),
+            Reply::TailCall(t) => Outcome::TailCall(kar_proto::v1::TailCall {
+                target: Some(t.target),
+                method: t.method,
+                payload: Some(t.payload),
+                release_turn: t.release_turn,
+            }),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn into_payload(self) -> Payload {
+        match self.into_outcome() {
+            kar_proto::v1::invocation_result::Outcome::Value(payload) => payload,
+            _ => Payload::default(),
         }
     }
 }

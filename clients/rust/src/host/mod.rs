@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use kar_proto::v1::{
-    ActorRef, AttachRequest, AttachResponse, Invocation, InvocationKind, InvocationResult, Payload,
+    ActorRef, AttachRequest, AttachResponse, Invocation, InvocationKind, InvocationResult,
     Register, Registered, app_service_client::AppServiceClient, attach_request, attach_response,
     invocation_result,
 };
@@ -38,7 +38,7 @@ use tonic::Streaming;
 
 pub use context::Context;
 use context::Target;
-pub use handler::{Actor, AppError, HandlerFn, Reply, Service, handler_fn};
+pub use handler::{Actor, AppError, HandlerFn, Reply, Service, TailCall, handler_fn};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -421,7 +421,7 @@ impl Dispatcher {
                 Err(AppError::internal(format!("handler panicked: {message}")))
             });
         let outcome = match outcome {
-            Ok(payload) => invocation_result::Outcome::Value(payload),
+            Ok(reply) => reply.into_outcome(),
             Err(err) => invocation_result::Outcome::Error(err.into_proto()),
         };
         InvocationResult {
@@ -430,7 +430,7 @@ impl Dispatcher {
         }
     }
 
-    async fn run(&self, invocation: Invocation) -> std::result::Result<Payload, AppError> {
+    async fn run(&self, invocation: Invocation) -> std::result::Result<Reply, AppError> {
         let kind = InvocationKind::try_from(invocation.kind).unwrap_or(InvocationKind::Unspecified);
         let target = match kind {
             InvocationKind::ServiceMethod => Target::Service(invocation.service.clone()),
@@ -448,7 +448,7 @@ impl Dispatcher {
             InvocationKind::Activate => {
                 let instance = self.instance(invocation.actor.as_ref())?;
                 instance.ensure_active(&ctx).await?;
-                Ok(Payload::default())
+                Ok(Reply::none())
             }
             InvocationKind::Deactivate => {
                 if let Some(instance) = self.remove_instance(invocation.actor.as_ref())
@@ -456,23 +456,19 @@ impl Dispatcher {
                 {
                     instance.actor.deactivate(&ctx).await;
                 }
-                Ok(Payload::default())
+                Ok(Reply::none())
             }
             InvocationKind::ActorMethod => {
                 let instance = self.instance(invocation.actor.as_ref())?;
                 instance.ensure_active(&ctx).await?;
-                let reply = instance
+                instance
                     .actor
                     .invoke_payload(&ctx, &invocation.method, args)
-                    .await?;
-                Ok(reply.into_payload())
+                    .await
             }
             InvocationKind::ServiceMethod => match &self.service {
                 Some((name, service)) if *name == invocation.service => {
-                    let reply = service
-                        .invoke_payload(&ctx, &invocation.method, args)
-                        .await?;
-                    Ok(reply.into_payload())
+                    service.invoke_payload(&ctx, &invocation.method, args).await
                 }
                 _ => Err(AppError::not_found(format!(
                     "this component does not serve service {:?}",
