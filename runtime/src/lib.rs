@@ -27,3 +27,4 @@ pub mod engine;
 pub mod log;
 pub mod server;
 pub mod store;
+pub mod topics;

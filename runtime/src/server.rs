@@ -1,12 +1,13 @@
 //! The gRPC server: every `kar.v1` service, server reflection (v1 and
 //! v1alpha) and `grpc.health.v1`, on one listener.
 
-use crate::api::{ActorsApi, AppApi, Limits, MeshApi, ServicesApi, StateApi};
+use crate::api::{ActorsApi, AppApi, EventsApi, Limits, MeshApi, RemindersApi, ServicesApi, StateApi};
 use crate::engine::Engine;
 use futures::StreamExt;
 use kar_proto::v1::{
     actors_service_server::ActorsServiceServer, app_service_server::AppServiceServer,
-    mesh_service_server::MeshServiceServer, services_service_server::ServicesServiceServer,
+    events_service_server::EventsServiceServer, mesh_service_server::MeshServiceServer,
+    reminders_service_server::RemindersServiceServer, services_service_server::ServicesServiceServer,
     state_service_server::StateServiceServer,
 };
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub async fn serve(
     health.set_serving::<StateServiceServer<StateApi>>().await;
     health.set_serving::<AppServiceServer<AppApi>>().await;
     health.set_serving::<MeshServiceServer<MeshApi>>().await;
+    health.set_serving::<RemindersServiceServer<RemindersApi>>().await;
+    health.set_serving::<EventsServiceServer<EventsApi>>().await;
 
     let incoming = TcpListenerStream::new(listener).map(|stream| {
         if let Ok(stream) = &stream {
@@ -66,6 +69,12 @@ pub async fn serve(
             StateServiceServer::new(StateApi::new(engine.clone(), limits)).max_decoding_message_size(max_message),
         )
         .add_service(AppServiceServer::new(AppApi::new(engine.clone())).max_decoding_message_size(max_message))
+        .add_service(
+            RemindersServiceServer::new(RemindersApi::new(engine.clone(), limits)).max_decoding_message_size(max_message),
+        )
+        .add_service(
+            EventsServiceServer::new(EventsApi::new(engine.clone(), limits)).max_decoding_message_size(max_message),
+        )
         .add_service(MeshServiceServer::new(MeshApi::new(engine)))
         .add_service(health_service)
         .add_service(reflection_v1)

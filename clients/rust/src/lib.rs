@@ -60,6 +60,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod bindings;
 mod client;
 pub mod error;
 pub mod host;
@@ -67,6 +68,8 @@ pub mod json;
 mod state;
 
 pub use async_trait::async_trait;
+pub use bindings::ReminderSpec;
+pub use kar_proto::v1::{Reminder, Subscription};
 pub use client::{ActorProxy, Client, DEFAULT_RUNTIME_ADDR, RUNTIME_ADDR_ENV};
 pub use error::{Error, Result};
 pub use host::{Actor, ActorHost, AppError, Context, Reply, RunningHost, Service};

@@ -6,12 +6,16 @@ pub(crate) mod status;
 
 mod actors;
 mod app;
+mod events;
 mod mesh;
+mod reminders;
 mod state;
 
 pub use actors::{ActorsApi, ServicesApi};
 pub use app::AppApi;
+pub use events::EventsApi;
 pub use mesh::MeshApi;
+pub use reminders::RemindersApi;
 pub use state::StateApi;
 
 /// Limits the API enforces on input.

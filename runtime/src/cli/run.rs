@@ -8,6 +8,7 @@ use crate::embedded::EmbeddedDb;
 use crate::engine::{Engine, EngineOptions};
 use crate::log::EmbeddedLog;
 use crate::store::EmbeddedStateStore;
+use crate::topics::EmbeddedTopics;
 use anyhow::{Context, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -97,8 +98,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
     let engine = Engine::start(
         Arc::new(EmbeddedLog::new(db.clone())),
-        Arc::new(EmbeddedStateStore::new(db)),
-        EngineOptions { actor_idle_timeout: config.actor_idle_timeout, outcome_retention: config.outcome_retention },
+        Arc::new(EmbeddedStateStore::new(db.clone())),
+        Arc::new(EmbeddedTopics::new(db)),
+        EngineOptions {
+            actor_idle_timeout: config.actor_idle_timeout,
+            outcome_retention: config.outcome_retention,
+            ..EngineOptions::default()
+        },
     )
     .await?;
     let listener = TcpListener::bind((config.host.as_str(), config.port))

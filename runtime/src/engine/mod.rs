@@ -30,10 +30,13 @@
 //!   re-enter, others queue in arrival order.
 
 pub mod components;
+pub mod events;
+pub mod reminders;
 pub mod types;
 
 use crate::log::{Completion, Log};
 use crate::store::StateStore;
+use crate::topics::Topics;
 use components::{Component, ComponentInfo, Registration};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,11 +81,17 @@ pub struct EngineOptions {
     pub actor_idle_timeout: Duration,
     /// How long recorded outcomes are kept for callers that repeat a request.
     pub outcome_retention: Duration,
+    /// How often due reminders are looked for.
+    pub reminder_interval: Duration,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { actor_idle_timeout: Duration::from_secs(60), outcome_retention: Duration::from_secs(3600) }
+        Self {
+            actor_idle_timeout: Duration::from_secs(60),
+            outcome_retention: Duration::from_secs(3600),
+            reminder_interval: Duration::from_millis(50),
+        }
     }
 }
 
@@ -133,6 +142,9 @@ pub struct Engine {
 struct Shared {
     log: Arc<dyn Log>,
     store: Arc<dyn StateStore>,
+    topics: Arc<dyn Topics>,
+    /// Wakes the event delivery tasks when something is published.
+    published: tokio::sync::Notify,
     options: EngineOptions,
     /// This process's ownership epoch of the log.
     epoch: u64,
@@ -157,6 +169,8 @@ struct State {
     /// Names of actor types and services ever registered (`actor:T`, `service:S`).
     known: HashSet<String>,
     round_robin: usize,
+    /// Subscriptions whose delivery task is running.
+    delivering: HashSet<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +228,7 @@ impl Engine {
     pub async fn start(
         log: Arc<dyn Log>,
         store: Arc<dyn StateStore>,
+        topics: Arc<dyn Topics>,
         options: EngineOptions,
     ) -> Result<Engine, Error> {
         let recovery = log.recover().await?;
@@ -225,6 +240,8 @@ impl Engine {
             shared: Arc::new(Shared {
                 log,
                 store,
+                topics,
+                published: tokio::sync::Notify::new(),
                 options,
                 epoch: recovery.epoch,
                 runtime_id: format!("kar-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
@@ -259,6 +276,8 @@ impl Engine {
             engine.shared.log.complete(orphans).await?;
         }
         engine.spawn_housekeeping();
+        engine.spawn_reminder_ticker();
+        engine.spawn_deliveries().await?;
         Ok(engine)
     }
 
@@ -301,6 +320,28 @@ impl Engine {
         Ok(id)
     }
 
+    /// Tells, and waits until the tell has completed (event delivery).
+    async fn tell_and_wait(&self, submission: Submission) -> Result<Outcome, Error> {
+        let (id, accepted) = self.submit_in_flow(RequestKind::Tell, submission, None, true).await?;
+        match accepted {
+            Accepted::Done(outcome) => Ok(outcome),
+            Accepted::Wait(receiver) => {
+                receiver.await.map_err(|_| Error::Unavailable(format!("request {id} was abandoned by the runtime")))
+            }
+        }
+    }
+
+    /// Fails with `NotFound` unless a component ever registered the target.
+    fn check_known(&self, target: &Target) -> Result<(), Error> {
+        if self.lock().known.contains(&target_key(target)) {
+            return Ok(());
+        }
+        Err(Error::NotFound(match target {
+            Target::Actor(a) => format!("no component hosts actor type {:?}", a.kind),
+            Target::Service(s) => format!("no component serves service {s:?}"),
+        }))
+    }
+
     /// Removes an actor in its turn: deactivates it and deletes its state.
     /// Returns how many state entries were deleted.
     /// A removal made from inside a handler passes the handler's `flow`, so
@@ -320,7 +361,7 @@ impl Engine {
             request_id,
             deadline,
         };
-        let (id, accepted) = self.submit_in_flow(RequestKind::Remove, submission, flow).await?;
+        let (id, accepted) = self.submit_in_flow(RequestKind::Remove, submission, flow, false).await?;
         let outcome = match accepted {
             Accepted::Done(outcome) => outcome,
             Accepted::Wait(receiver) => {
@@ -339,14 +380,17 @@ impl Engine {
     }
 
     async fn submit(&self, kind: RequestKind, submission: Submission) -> Result<(String, Accepted), Error> {
-        self.submit_in_flow(kind, submission, None).await
+        self.submit_in_flow(kind, submission, None, false).await
     }
 
+    /// Accepts a request. `flow` puts it in an existing flow; `wait_tell`
+    /// keeps the submitter waiting for a tell's outcome.
     async fn submit_in_flow(
         &self,
         kind: RequestKind,
         submission: Submission,
         flow: Option<String>,
+        wait_tell: bool,
     ) -> Result<(String, Accepted), Error> {
         let mut request = self.build_request(kind, submission)?;
         if let Some(flow) = flow {
@@ -395,7 +439,9 @@ impl Engine {
             }
             let mut state = self.lock();
             if let Some(entry) = state.requests.get_mut(&id) {
-                entry.waiters.clear();
+                if !wait_tell {
+                    entry.waiters.clear();
+                }
                 self.schedule(&mut state, &id);
             }
             return Ok((id, Accepted::Wait(receiver)));
@@ -649,10 +695,24 @@ impl Engine {
         if let Some(slot) = self.lock().actors.get_mut(actor) {
             slot.activated_on = None;
         }
-        match self.shared.store.delete_all(actor).await {
+        match self.forget_actor(actor).await {
             Ok(removed) => Outcome::Value(bytes::Bytes::copy_from_slice(&removed.to_le_bytes())),
             Err(e) => Outcome::AppError { code: 14, message: e.to_string() },
         }
+    }
+
+    /// Deletes an actor's state, reminders and subscriptions; returns how
+    /// many state entries there were.
+    async fn forget_actor(&self, actor: &ActorId) -> Result<u32, Error> {
+        self.shared.store.cancel_reminders(actor, None).await?;
+        let target = Target::Actor(actor.clone());
+        for subscription in self.shared.store.list_subscriptions().await? {
+            if subscription.target == target {
+                self.shared.store.delete_subscription(&subscription.id).await?;
+            }
+        }
+        self.shared.published.notify_waiters();
+        Ok(self.shared.store.delete_all(actor).await?)
     }
 
     fn deactivation(&self, actor: &ActorId) -> Delivery {

@@ -1,8 +1,8 @@
 //! The conformance suite every [`StateStore`] implementation must pass. The
 //! checks use distinct actor ids, so one store serves the whole suite.
 
-use super::{Entry, StateStore, Update, UpdateCounts};
-use crate::engine::types::ActorId;
+use super::{Entry, ReminderRecord, StateStore, SubscriptionRecord, Update, UpdateCounts};
+use crate::engine::types::{ActorId, Target};
 use bytes::Bytes;
 
 fn entry(submap: &str, key: &str, value: &'static str) -> Entry {
@@ -17,6 +17,76 @@ pub(crate) async fn run_all(store: &impl StateStore) {
     actors_do_not_share_state(store).await;
     delete_all_and_clear_submap(store).await;
     metadata_round_trips(store).await;
+    reminders_are_stored_listed_and_come_due(store).await;
+    advancing_a_reminder_is_conditional(store).await;
+    subscriptions_are_stored_and_advanced_conditionally(store).await;
+}
+
+fn reminder(kind: &str, id: &str, rid: &str, due: u64, period_ms: Option<u64>) -> ReminderRecord {
+    ReminderRecord {
+        actor: ActorId::new(kind, id),
+        id: rid.into(),
+        method: "tick".into(),
+        payload: Bytes::from_static(b"p"),
+        next_due: due,
+        period_ms,
+    }
+}
+
+async fn reminders_are_stored_listed_and_come_due(store: &impl StateStore) {
+    assert!(!store.put_reminder(reminder("R", "a", "r1", 100, None)).await.expect("put"));
+    assert!(!store.put_reminder(reminder("R", "a", "r2", 300, Some(50))).await.expect("put"));
+    assert!(!store.put_reminder(reminder("R", "b", "r1", 200, None)).await.expect("put"));
+    assert!(!store.put_reminder(reminder("S", "a", "r1", 50, None)).await.expect("put"));
+    assert!(store.put_reminder(reminder("R", "a", "r1", 150, None)).await.expect("put"), "same id replaces");
+    let of_a = store.list_reminders(Some("R"), Some("a")).await.expect("list");
+    assert_eq!(of_a.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["r1", "r2"]);
+    assert_eq!(of_a[0].next_due, 150);
+    assert_eq!(store.list_reminders(Some("R"), None).await.expect("list").len(), 3);
+    assert_eq!(store.list_reminders(None, None).await.expect("list").len(), 4);
+    let due = store.due_reminders(200, 10).await.expect("due");
+    let due: Vec<(&str, &str, u64)> = due.iter().map(|r| (r.actor.kind.as_str(), r.actor.id.as_str(), r.next_due)).collect();
+    assert_eq!(due, vec![("S", "a", 50), ("R", "a", 150), ("R", "b", 200)], "due ones, earliest first");
+    assert_eq!(store.due_reminders(200, 1).await.expect("due").len(), 1, "limit holds");
+    assert_eq!(store.cancel_reminders(&ActorId::new("R", "a"), None).await.expect("cancel"), 2);
+    assert_eq!(store.cancel_reminders(&ActorId::new("R", "b"), Some("r1")).await.expect("cancel"), 1);
+    assert_eq!(store.cancel_reminders(&ActorId::new("R", "b"), Some("r1")).await.expect("cancel"), 0);
+    let left = store.due_reminders(u64::MAX, 10).await.expect("due");
+    assert_eq!(left.len(), 1, "cancelled reminders are no longer due");
+    store.cancel_reminders(&ActorId::new("S", "a"), None).await.expect("cancel");
+}
+
+async fn advancing_a_reminder_is_conditional(store: &impl StateStore) {
+    let actor = ActorId::new("Adv", "x");
+    store.put_reminder(reminder("Adv", "x", "p", 100, Some(10))).await.expect("put");
+    store.advance_reminder(&actor, "p", 100, Some(110)).await.expect("advance");
+    assert_eq!(store.list_reminders(Some("Adv"), Some("x")).await.expect("list")[0].next_due, 110);
+    store.advance_reminder(&actor, "p", 100, Some(999)).await.expect("stale advance");
+    assert_eq!(store.list_reminders(Some("Adv"), Some("x")).await.expect("list")[0].next_due, 110, "a stale advance changes nothing");
+    assert!(store.due_reminders(105, 10).await.expect("due").iter().all(|r| r.actor != actor));
+    store.advance_reminder(&actor, "p", 110, None).await.expect("finish");
+    assert!(store.list_reminders(Some("Adv"), None).await.expect("list").is_empty(), "a one-shot is deleted");
+}
+
+async fn subscriptions_are_stored_and_advanced_conditionally(store: &impl StateStore) {
+    let sub = SubscriptionRecord {
+        id: "s1".into(),
+        topic: "t".into(),
+        target: Target::Actor(ActorId::new("A", "1")),
+        method: "on".into(),
+        next_offset: 0,
+    };
+    assert!(store.put_subscription(sub.clone()).await.expect("put"));
+    assert!(!store.put_subscription(SubscriptionRecord { next_offset: 9, ..sub.clone() }).await.expect("put again"));
+    assert_eq!(store.subscription("s1").await.expect("get"), Some(sub.clone()));
+    assert!(store.advance_subscription("s1", 0, 1).await.expect("advance"));
+    assert!(!store.advance_subscription("s1", 0, 5).await.expect("stale advance"));
+    assert_eq!(store.subscription("s1").await.expect("get").map(|s| s.next_offset), Some(1));
+    assert_eq!(store.list_subscriptions().await.expect("list").len(), 1);
+    assert!(store.delete_subscription("s1").await.expect("delete"));
+    assert!(!store.delete_subscription("s1").await.expect("delete"));
+    assert!(!store.advance_subscription("s1", 1, 2).await.expect("advance deleted"));
+    assert_eq!(store.subscription("s1").await.expect("get"), None);
 }
 
 async fn set_get_delete_one_entry(store: &impl StateStore) {

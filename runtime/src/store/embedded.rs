@@ -2,7 +2,8 @@
 //! file. One table keyed by `(actor type, actor id, submap, key)`, so the
 //! state of one actor (and of one submap) is a contiguous range.
 
-use super::{Entry, Result, StateStore, Update, UpdateCounts};
+use super::{Entry, ReminderRecord, Result, StateStore, SubscriptionRecord, Update, UpdateCounts};
+use crate::engine::types::UnixMillis;
 use crate::embedded::{self, EmbeddedDb};
 use crate::engine::types::ActorId;
 use bytes::Bytes;
@@ -14,6 +15,31 @@ type StateKey<'a> = (&'a str, &'a str, &'a str, &'a str);
 
 const STATE: TableDefinition<StateKey<'static>, &[u8]> = TableDefinition::new("state");
 const METADATA: TableDefinition<&str, &[u8]> = TableDefinition::new("metadata");
+/// `(actor type, actor id, reminder id)` → encoded [`ReminderRecord`].
+const REMINDERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("reminders");
+/// `(due, actor type, actor id, reminder id)`: the reminders by due time.
+const REMINDERS_DUE: TableDefinition<(u64, &str, &str, &str), ()> = TableDefinition::new("reminders_due");
+/// Subscription id → encoded [`SubscriptionRecord`].
+const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
+
+fn encode<T: serde::Serialize>(value: &T) -> std::result::Result<Vec<u8>, embedded::Error> {
+    postcard::to_stdvec(value).map_err(|e| embedded::Error::Storage(format!("encode: {e}")))
+}
+
+fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> std::result::Result<T, embedded::Error> {
+    postcard::from_bytes(bytes).map_err(|e| embedded::Error::Storage(format!("decode: {e}")))
+}
+
+/// Opens a table for reading; a table never written reads as empty.
+macro_rules! read_table {
+    ($txn:expr, $table:expr) => {
+        match $txn.open_table($table) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+}
 
 /// Actor state in the embedded `redb` file. Cheap to clone.
 #[derive(Clone)]
@@ -181,6 +207,139 @@ impl StateStore for EmbeddedStateStore {
         .boxed()
     }
 
+    fn put_reminder(&self, reminder: ReminderRecord) -> BoxFuture<'static, Result<bool>> {
+        self.db
+            .write(move |txn| {
+                let r = &reminder;
+                let replaced = delete_reminder_in(txn, &r.actor.kind, &r.actor.id, &r.id)?;
+                write_reminder_in(txn, r)?;
+                Ok(replaced)
+            })
+            .map(|r| r.map_err(Into::into))
+            .boxed()
+    }
+
+    fn cancel_reminders(&self, actor: &ActorId, id: Option<&str>) -> BoxFuture<'static, Result<u32>> {
+        let (actor, id) = (actor.clone(), id.map(str::to_owned));
+        let store = self.clone();
+        async move {
+            let ids: Vec<String> = match id {
+                Some(id) => vec![id],
+                None => store
+                    .read_reminders(Some(&actor.kind), Some(&actor.id))?
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect(),
+            };
+            let cancelled = store
+                .db
+                .write(move |txn| {
+                    let mut n = 0;
+                    for rid in &ids {
+                        if delete_reminder_in(txn, &actor.kind, &actor.id, rid)? {
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                })
+                .await?;
+            Ok(cancelled)
+        }
+        .boxed()
+    }
+
+    fn list_reminders<'a>(
+        &'a self,
+        kind: Option<&'a str>,
+        id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<ReminderRecord>>> {
+        async move { Ok(self.read_reminders(kind, id)?) }.boxed()
+    }
+
+    fn due_reminders(&self, now: UnixMillis, limit: usize) -> BoxFuture<'_, Result<Vec<ReminderRecord>>> {
+        async move { Ok(self.read_due(now, limit)?) }.boxed()
+    }
+
+    fn advance_reminder(
+        &self,
+        actor: &ActorId,
+        id: &str,
+        fired: UnixMillis,
+        next: Option<UnixMillis>,
+    ) -> BoxFuture<'static, Result<()>> {
+        let (actor, id) = (actor.clone(), id.to_owned());
+        self.db
+            .write(move |txn| {
+                let current: Option<ReminderRecord> = {
+                    let table = txn.open_table(REMINDERS)?;
+                    let found = table.get((actor.kind.as_str(), actor.id.as_str(), id.as_str()))?;
+                    match found {
+                        Some(bytes) => Some(decode(bytes.value())?),
+                        None => None,
+                    }
+                };
+                let Some(mut current) = current.filter(|r| r.next_due == fired) else { return Ok(()) };
+                delete_reminder_in(txn, &actor.kind, &actor.id, &id)?;
+                if let Some(next) = next {
+                    current.next_due = next;
+                    write_reminder_in(txn, &current)?;
+                }
+                Ok(())
+            })
+            .map(|r| r.map_err(Into::into))
+            .boxed()
+    }
+
+    fn put_subscription(&self, subscription: SubscriptionRecord) -> BoxFuture<'static, Result<bool>> {
+        self.db
+            .write(move |txn| {
+                let mut table = txn.open_table(SUBSCRIPTIONS)?;
+                if table.get(subscription.id.as_str())?.is_some() {
+                    return Ok(false);
+                }
+                let bytes = encode(&subscription)?;
+                table.insert(subscription.id.as_str(), bytes.as_slice())?;
+                Ok(true)
+            })
+            .map(|r| r.map_err(Into::into))
+            .boxed()
+    }
+
+    fn subscription<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SubscriptionRecord>>> {
+        async move { Ok(self.read_subscriptions(Some(id))?.pop()) }.boxed()
+    }
+
+    fn delete_subscription(&self, id: &str) -> BoxFuture<'static, Result<bool>> {
+        let id = id.to_owned();
+        self.db
+            .write(move |txn| Ok(txn.open_table(SUBSCRIPTIONS)?.remove(id.as_str())?.is_some()))
+            .map(|r| r.map_err(Into::into))
+            .boxed()
+    }
+
+    fn list_subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionRecord>>> {
+        async move { Ok(self.read_subscriptions(None)?) }.boxed()
+    }
+
+    fn advance_subscription(&self, id: &str, from: u64, to: u64) -> BoxFuture<'static, Result<bool>> {
+        let id = id.to_owned();
+        self.db
+            .write(move |txn| {
+                let mut table = txn.open_table(SUBSCRIPTIONS)?;
+                let current: Option<SubscriptionRecord> = match table.get(id.as_str())? {
+                    Some(bytes) => Some(decode(bytes.value())?),
+                    None => None,
+                };
+                let Some(mut current) = current.filter(|s| s.next_offset == from) else { return Ok(false) };
+                current.next_offset = to;
+                let bytes = encode(&current)?;
+                table.insert(id.as_str(), bytes.as_slice())?;
+                Ok(true)
+            })
+            .map(|r| r.map_err(Into::into))
+            .boxed()
+    }
+
     fn set_metadata(&self, key: &str, value: Bytes) -> BoxFuture<'static, Result<()>> {
         let key = key.to_owned();
         self.db
@@ -190,6 +349,85 @@ impl StateStore for EmbeddedStateStore {
             })
             .map(|r| r.map_err(Into::into))
             .boxed()
+    }
+}
+
+/// Deletes a reminder and its due-time index entry inside `txn`.
+fn delete_reminder_in(
+    txn: &redb::WriteTransaction,
+    kind: &str,
+    id: &str,
+    rid: &str,
+) -> std::result::Result<bool, embedded::Error> {
+    let mut reminders = txn.open_table(REMINDERS)?;
+    let Some(old) = reminders.remove((kind, id, rid))? else { return Ok(false) };
+    let old: ReminderRecord = decode(old.value())?;
+    txn.open_table(REMINDERS_DUE)?.remove((old.next_due, kind, id, rid))?;
+    Ok(true)
+}
+
+fn write_reminder_in(txn: &redb::WriteTransaction, r: &ReminderRecord) -> std::result::Result<(), embedded::Error> {
+    let bytes = encode(r)?;
+    txn.open_table(REMINDERS)?.insert((r.actor.kind.as_str(), r.actor.id.as_str(), r.id.as_str()), bytes.as_slice())?;
+    txn.open_table(REMINDERS_DUE)?.insert((r.next_due, r.actor.kind.as_str(), r.actor.id.as_str(), r.id.as_str()), ())?;
+    Ok(())
+}
+
+impl EmbeddedStateStore {
+    fn read_reminders(&self, kind: Option<&str>, id: Option<&str>) -> std::result::Result<Vec<ReminderRecord>, embedded::Error> {
+        let txn = self.db.db().begin_read()?;
+        let table = read_table!(txn, REMINDERS);
+        let mut list = Vec::new();
+        let start = (kind.unwrap_or(""), id.unwrap_or(""), "");
+        for item in table.range(start..)? {
+            let (key, value) = item?;
+            let (k, i, _) = key.value();
+            // The range starts at the first match, so the first mismatch
+            // ends it.
+            if kind.is_some_and(|want| want != k) || id.is_some_and(|want| want != i) {
+                break;
+            }
+            list.push(decode(value.value())?);
+        }
+        Ok(list)
+    }
+
+    fn read_due(&self, now: UnixMillis, limit: usize) -> std::result::Result<Vec<ReminderRecord>, embedded::Error> {
+        let txn = self.db.db().begin_read()?;
+        let due = read_table!(txn, REMINDERS_DUE);
+        let reminders = read_table!(txn, REMINDERS);
+        let mut list = Vec::new();
+        for item in due.range((0u64, "", "", "")..)? {
+            let (key, _) = item?;
+            let (at, kind, id, rid) = key.value();
+            if at > now || list.len() >= limit {
+                break;
+            }
+            if let Some(bytes) = reminders.get((kind, id, rid))? {
+                list.push(decode(bytes.value())?);
+            }
+        }
+        Ok(list)
+    }
+
+    fn read_subscriptions(&self, only: Option<&str>) -> std::result::Result<Vec<SubscriptionRecord>, embedded::Error> {
+        let txn = self.db.db().begin_read()?;
+        let table = read_table!(txn, SUBSCRIPTIONS);
+        let mut list = Vec::new();
+        match only {
+            Some(id) => {
+                if let Some(bytes) = table.get(id)? {
+                    list.push(decode(bytes.value())?);
+                }
+            }
+            None => {
+                for item in table.iter()? {
+                    let (_, value) = item?;
+                    list.push(decode(value.value())?);
+                }
+            }
+        }
+        Ok(list)
     }
 }
 

@@ -20,8 +20,9 @@ pub mod embedded;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-use crate::engine::types::ActorId;
+use crate::engine::types::{ActorId, Target, UnixMillis};
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use futures::future::BoxFuture;
 
 pub use embedded::EmbeddedStateStore;
@@ -72,6 +73,38 @@ pub struct UpdateCounts {
     pub removed: u32,
 }
 
+/// A persistent reminder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderRecord {
+    /// The actor it invokes.
+    pub actor: ActorId,
+    /// Its id, unique per actor.
+    pub id: String,
+    /// The method it invokes.
+    pub method: String,
+    /// The encoded `kar.v1.Payload` the method receives.
+    pub payload: Bytes,
+    /// When it is due next.
+    pub next_due: UnixMillis,
+    /// The period of a periodic reminder, in milliseconds.
+    pub period_ms: Option<u64>,
+}
+
+/// A durable subscription of a target to a topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRecord {
+    /// Its id.
+    pub id: String,
+    /// The topic it reads.
+    pub topic: String,
+    /// Who receives the events.
+    pub target: Target,
+    /// The method that receives each event.
+    pub method: String,
+    /// The offset of the next event to deliver.
+    pub next_offset: u64,
+}
+
 /// Durable actor state and metadata. See the module docs for the contract.
 pub trait StateStore: Send + Sync + 'static {
     /// Reads one entry.
@@ -103,4 +136,47 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Writes a small metadata value of the runtime.
     fn set_metadata(&self, key: &str, value: Bytes) -> BoxFuture<'static, Result<()>>;
+
+    /// Stores a reminder, replacing one with the same actor and id; true if
+    /// it replaced one.
+    fn put_reminder(&self, reminder: ReminderRecord) -> BoxFuture<'static, Result<bool>>;
+
+    /// Deletes one reminder of an actor, or all of them; returns how many.
+    fn cancel_reminders(&self, actor: &ActorId, id: Option<&str>) -> BoxFuture<'static, Result<u32>>;
+
+    /// Lists reminders: of one actor (`kind` and `id`), of one type (`kind`
+    /// only) or all.
+    fn list_reminders<'a>(&'a self, kind: Option<&'a str>, id: Option<&'a str>)
+    -> BoxFuture<'a, Result<Vec<ReminderRecord>>>;
+
+    /// The reminders due at `now` or earlier, earliest first, at most `limit`.
+    fn due_reminders(&self, now: UnixMillis, limit: usize) -> BoxFuture<'_, Result<Vec<ReminderRecord>>>;
+
+    /// Moves a reminder that fired at `fired` to `next` (deletes it for
+    /// `None`), unless it changed meanwhile (rescheduled or cancelled), in
+    /// which case nothing happens.
+    fn advance_reminder(
+        &self,
+        actor: &ActorId,
+        id: &str,
+        fired: UnixMillis,
+        next: Option<UnixMillis>,
+    ) -> BoxFuture<'static, Result<()>>;
+
+    /// Stores a subscription unless one with its id exists; true if created.
+    /// An existing subscription with the same id is left unchanged.
+    fn put_subscription(&self, subscription: SubscriptionRecord) -> BoxFuture<'static, Result<bool>>;
+
+    /// Reads one subscription.
+    fn subscription<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SubscriptionRecord>>>;
+
+    /// Deletes a subscription; true if it existed.
+    fn delete_subscription(&self, id: &str) -> BoxFuture<'static, Result<bool>>;
+
+    /// Lists every subscription, ordered by id.
+    fn list_subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionRecord>>>;
+
+    /// Moves a subscription's position from `from` to `to`, unless it is no
+    /// longer at `from` (or was deleted); true if it moved.
+    fn advance_subscription(&self, id: &str, from: u64, to: u64) -> BoxFuture<'static, Result<bool>>;
 }

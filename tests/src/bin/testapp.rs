@@ -68,9 +68,14 @@ fn str_arg(args: &Value, i: usize, what: &str) -> Result<String, AppError> {
 
 async fn actor_method(log: Arc<AttemptLog>, ctx: Context, method: String, args: Value) -> Result<Reply, AppError> {
     let kind = ctx.actor_type().unwrap_or_default().to_owned();
+    if kind.starts_with("Chaos") {
+        return chaos::actor_method(ctx, &kind, &method, &args).await;
+    }
     let tag = match (kind.as_str(), method.as_str()) {
         ("Slow", "work") | ("Caller", "call") => arg(&args, 1).as_str().unwrap_or_default().to_owned(),
         ("Chain", "step") => format!("{}#{}", arg(&args, 2).as_str().unwrap_or_default(), arg(&args, 0)),
+        ("Sink", "event") => arg(&args, 0).as_str().map(str::to_owned).unwrap_or_else(|| args.to_string()),
+        ("Ticker", "tick") => ctx.request_id().to_owned(),
         _ => String::new(),
     };
     log.record("start", &ctx, &tag);
@@ -117,6 +122,15 @@ async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value)
             Ok(json!(format!("pong>{}", answer.as_str().unwrap_or_default())).into())
         }
         ("Reent", "leaf") => Ok(json!("leaf").into()),
+        // Event subscriber: records the event it got (the tag) and counts.
+        ("Sink", "event") => {
+            let state = ctx.state();
+            let count = state.get("events").await?.and_then(|v| v.as_i64()).unwrap_or(0) + 1;
+            state.set("events", json!(count)).await?;
+            Ok(Reply::none())
+        }
+        // Reminder target: the request id (the tag) names the due time.
+        ("Ticker", "tick") => Ok(Reply::none()),
         // Calls Slow/<callee>.work([ms, tag]), then sleeps for the optional
         // fourth argument (ms), and returns the callee's result.
         ("Caller", "call") => {
@@ -206,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
     let service = std::env::var("TESTAPP_SERVICE").unwrap_or_default();
     let log_dir = PathBuf::from(std::env::var("TESTAPP_LOG_DIR").unwrap_or_else(|_| ".".into()));
     let log = Arc::new(AttemptLog::open(&log_dir, &name)?);
+    chaos::init(&log_dir, &name)?;
 
     let stop = shutdown_signal();
     tokio::pin!(stop);
@@ -226,5 +241,218 @@ async fn main() -> anyhow::Result<()> {
         }
         // The runtime went away (or is not up yet): try again shortly.
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The actor types of the chaos test (`ChaosCounter`, `ChaosSlow`,
+/// `ChaosCaller`, `ChaosReent`, `ChaosChain`). Every attempt is logged to
+/// `<name>-<pid>.chaoslog` with what the chaos checker needs: a unique attempt
+/// id, the invocation id, flow, actor, process, microsecond timestamps of its
+/// start and of its end (with the result) or of its abandonment (`abort`,
+/// written when the SDK drops the handler), and the calls and tells it made.
+mod chaos {
+    use super::*;
+    use kar_client::StateUpdate;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct ChaosLog {
+        file: Mutex<std::fs::File>,
+        component: String,
+        pid: u32,
+        seq: AtomicU64,
+    }
+
+    static LOG: OnceLock<ChaosLog> = OnceLock::new();
+
+    /// Opens this process's chaos log.
+    pub fn init(dir: &std::path::Path, component: &str) -> std::io::Result<()> {
+        let pid = std::process::id();
+        let path = dir.join(format!("{component}-{pid}.chaoslog"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let _ = LOG.set(ChaosLog { file: Mutex::new(file), component: component.to_owned(), pid, seq: AtomicU64::new(0) });
+        Ok(())
+    }
+
+    fn now_us() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    }
+
+    /// One attempt: logs its start when created, its end when ended, and
+    /// `abort` if it is dropped without ending (the SDK abandoned it).
+    struct Attempt {
+        base: serde_json::Map<String, Value>,
+        done: bool,
+    }
+
+    impl Attempt {
+        fn start(ctx: &Context, op: &str) -> Attempt {
+            let log = LOG.get();
+            let aid = match log {
+                Some(l) => format!("{}:{}", l.pid, l.seq.fetch_add(1, Ordering::Relaxed)),
+                None => String::new(),
+            };
+            let mut base = serde_json::Map::new();
+            base.insert("aid".into(), json!(aid));
+            base.insert("inv".into(), json!(ctx.request_id()));
+            base.insert("attempt".into(), json!(ctx.attempt()));
+            base.insert(
+                "actor".into(),
+                json!(format!("{}/{}", ctx.actor_type().unwrap_or_default(), ctx.actor_id().unwrap_or_default())),
+            );
+            base.insert("method".into(), json!(ctx.method()));
+            base.insert("flow".into(), json!(ctx.flow_id()));
+            base.insert("pid".into(), json!(log.map(|l| l.pid).unwrap_or(0)));
+            base.insert("comp".into(), json!(log.map(|l| l.component.clone()).unwrap_or_default()));
+            base.insert("op".into(), json!(op));
+            let attempt = Attempt { base, done: false };
+            attempt.write("start", |_| {});
+            attempt
+        }
+
+        fn write(&self, event: &str, extra: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+            let Some(log) = LOG.get() else { return };
+            let mut line = self.base.clone();
+            line.insert("ev".into(), json!(event));
+            extra(&mut line);
+            // Stamp under the lock, so each file is in time order.
+            if let Ok(mut file) = log.file.lock() {
+                line.insert("t".into(), json!(now_us()));
+                let mut buf = Value::Object(line).to_string().into_bytes();
+                buf.push(b'\n');
+                let _ = file.write_all(&buf);
+            }
+        }
+
+        /// A call, tell or their answer concerning the child invocation `child`.
+        fn mark(&self, event: &str, child: &str, result: Option<&Value>) {
+            self.write(event, |line| {
+                line.insert("child".into(), json!(child));
+                if let Some(result) = result {
+                    line.insert("result".into(), result.clone());
+                }
+            });
+        }
+
+        fn end(mut self, ok: bool, result: Value) {
+            self.write("end", |line| {
+                line.insert("ok".into(), json!(ok));
+                line.insert("result".into(), result);
+            });
+            self.done = true;
+        }
+    }
+
+    impl Drop for Attempt {
+        fn drop(&mut self) {
+            if !self.done {
+                self.write("abort", |_| {});
+            }
+        }
+    }
+
+    fn app_error(e: kar_client::Error) -> AppError {
+        AppError::new(format!("{:?}: {}", e.code(), e.message()))
+    }
+
+    /// Runs one method of a `Chaos*` actor type. Arguments are JSON arrays
+    /// whose first element is the workload's operation id.
+    pub async fn actor_method(ctx: Context, kind: &str, method: &str, args: &Value) -> Result<Reply, AppError> {
+        let op = arg(args, 0).as_str().unwrap_or_default().to_owned();
+        let attempt = Attempt::start(&ctx, &op);
+        let result = run(&ctx, &attempt, kind, method, args).await;
+        match &result {
+            Ok((_, logged)) => attempt.end(true, logged.clone()),
+            Err(e) => attempt.end(false, json!(format!("{e:?}"))),
+        }
+        result.map(|(reply, _)| reply)
+    }
+
+    /// The reply and what to log as the result.
+    async fn run(ctx: &Context, attempt: &Attempt, kind: &str, method: &str, args: &Value) -> Result<(Reply, Value), AppError> {
+        let inv = ctx.request_id().to_owned();
+        let me = ctx.actor_id().unwrap_or_default().to_owned();
+        match (kind, method) {
+            // Counts its invocations; remembers each one in the submap `seen`.
+            ("ChaosCounter", "incr") => {
+                let state = ctx.state();
+                let count = state.get("count").await.map_err(app_error)?.and_then(|v| v.as_i64()).unwrap_or(0) + 1;
+                state
+                    .update(StateUpdate::new().set("count", json!(count)).set_sub("seen", inv.clone(), json!(count)))
+                    .await
+                    .map_err(app_error)?;
+                Ok((json!(count).into(), json!(count)))
+            }
+            // [op, ms]: sleeps, returns op.
+            ("ChaosSlow", "work") => {
+                let ms = arg(args, 1).as_u64().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok((json!(arg(args, 0)).into(), arg(args, 0).clone()))
+            }
+            // [op, type, id, method, args, after_ms]: calls the child, sleeps
+            // after_ms, returns the child's result.
+            ("ChaosCaller", "call") => {
+                let (kind, id, child_method) = (str_arg(args, 1, "type")?, str_arg(args, 2, "id")?, str_arg(args, 3, "method")?);
+                let child = format!("{inv}.1");
+                attempt.mark("call", &child, None);
+                let answer = ctx.call_actor(&kind, &id, &child_method, arg(args, 4).clone()).await.map_err(app_error)?;
+                attempt.mark("got", &child, Some(&answer));
+                tokio::time::sleep(Duration::from_millis(arg(args, 5).as_u64().unwrap_or(0))).await;
+                Ok((answer.clone().into(), answer))
+            }
+            // [op, type, id, method, args, after_ms]: tells the child, sleeps
+            // after_ms, returns nothing.
+            ("ChaosCaller", "tell") => {
+                let (kind, id, child_method) = (str_arg(args, 1, "type")?, str_arg(args, 2, "id")?, str_arg(args, 3, "method")?);
+                let child = format!("{inv}.1");
+                attempt.mark("tell", &child, None);
+                ctx.tell_actor(&kind, &id, &child_method, arg(args, 4).clone()).await.map_err(app_error)?;
+                attempt.mark("told", &child, None);
+                tokio::time::sleep(Duration::from_millis(arg(args, 5).as_u64().unwrap_or(0))).await;
+                Ok((Reply::none(), Value::Null))
+            }
+            // A → B → A in one flow: [op, other] calls other.pong([op, me]),
+            // which calls me.leaf([op]).
+            ("ChaosReent", "ping") | ("ChaosReent", "pong") => {
+                let other = str_arg(args, 1, "other id")?;
+                let (next, label) = if method == "ping" { ("pong", "ping") } else { ("leaf", "pong") };
+                let child = format!("{inv}.1");
+                attempt.mark("call", &child, None);
+                let answer =
+                    ctx.call_actor("ChaosReent", &other, next, json!([arg(args, 0), me])).await.map_err(app_error)?;
+                attempt.mark("got", &child, Some(&answer));
+                let result = json!(format!("{label}>{}", answer.as_str().unwrap_or_default()));
+                Ok((result.clone().into(), result))
+            }
+            ("ChaosReent", "leaf") => Ok((json!("leaf").into(), json!("leaf"))),
+            // [op, n, total, ms, mode]: step n of a chain of `total` steps
+            // (n from 0); sleeps ms, then tail-calls step n+1 — same actor
+            // keeping the turn ("same"), releasing it ("release"), or actor
+            // <base>-<n+1> ("hop") — or returns "<op>#done" at the last step.
+            ("ChaosChain", "step") => {
+                let n = int_arg(args, 1, "step")?;
+                let total = int_arg(args, 2, "total")?;
+                let ms = arg(args, 3).as_u64().unwrap_or(0);
+                let mode = arg(args, 4).as_str().unwrap_or("same").to_owned();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                if n + 1 >= total {
+                    let done = json!(format!("{}#done", arg(args, 0).as_str().unwrap_or_default()));
+                    return Ok((done.clone().into(), done));
+                }
+                let next = json!([arg(args, 0), n + 1, total, ms, mode]);
+                let (target, reply) = match mode.as_str() {
+                    "hop" => {
+                        let base = me.split('-').next().unwrap_or_default().to_owned();
+                        let target = format!("{base}-{}", n + 1);
+                        let reply = Reply::tail_call("ChaosChain", &target, "step", next);
+                        (target, reply)
+                    }
+                    "release" => (me.clone(), Reply::tail_call("ChaosChain", &me, "step", next).releasing_turn()),
+                    _ => (me.clone(), Reply::tail_call("ChaosChain", &me, "step", next)),
+                };
+                Ok((reply, json!({"tail": format!("ChaosChain/{target}"), "step": n + 1})))
+            }
+            _ => Err(ctx.no_such_method()),
+        }
     }
 }
