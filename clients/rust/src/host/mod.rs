@@ -43,6 +43,11 @@ pub use handler::{Actor, AppError, HandlerFn, Reply, Service, TailCall, handler_
 use crate::client::Client;
 use crate::error::{Error, Result};
 
+/// The first and the longest pause before attaching again after the stream to
+/// the runtime ended (the runtime restarted, or is not up yet).
+const REATTACH_MIN: Duration = Duration::from_millis(50);
+const REATTACH_MAX: Duration = Duration::from_secs(2);
+
 /// How many results may wait to be sent to the runtime.
 const OUTGOING_BUFFER: usize = 1024;
 
@@ -73,6 +78,7 @@ type ActorFactory = Arc<dyn Fn(&str) -> Arc<dyn Actor> + Send + Sync>;
 ///     .await
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct ActorHost {
     client: Client,
     name: String,
@@ -229,13 +235,40 @@ impl ActorHost {
     }
 
     /// Attaches, registers and serves invocations until `shutdown` resolves
-    /// (then lets in-flight invocations finish, within the grace period) or
-    /// the runtime closes the stream.
+    /// (then lets in-flight invocations finish, within the grace period).
+    /// Whenever the stream ends — the runtime restarted or is not up yet —
+    /// it attaches again, with a backoff of up to two seconds; it gives up
+    /// only if the runtime refuses the registration itself.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let mut running = self.start().await?;
-        tokio::select! {
-            () = shutdown => running.shutdown().await,
-            finished = &mut running.task => flatten(finished),
+        tokio::pin!(shutdown);
+        let mut backoff = REATTACH_MIN;
+        loop {
+            let attached = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                attached = self.clone().start() => attached,
+            };
+            match attached {
+                Ok(mut running) => {
+                    backoff = REATTACH_MIN;
+                    let ended = tokio::select! {
+                        () = &mut shutdown => return running.shutdown().await,
+                        finished = &mut running.task => flatten(finished),
+                    };
+                    match ended {
+                        Ok(()) => tracing::warn!("the runtime closed the attach stream; attaching again"),
+                        Err(err) => tracing::warn!(error = %err, "the attach stream broke; attaching again"),
+                    }
+                }
+                // The runtime refused what this host registers: retrying
+                // cannot help.
+                Err(err) if err.code() == tonic::Code::InvalidArgument => return Err(err),
+                Err(err) => tracing::debug!(error = %err, "cannot attach yet; retrying"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(REATTACH_MAX);
         }
     }
 

@@ -1,0 +1,195 @@
+//! The `kar` command line, run as a real process against a real runtime
+//! (`kar run --port 0`) started for each test.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KAR: &str = env!("CARGO_BIN_EXE_kar");
+
+/// A `kar run` process with its own data dir; killed when dropped.
+struct Runtime {
+    child: Child,
+    address: String,
+    /// Holds the data dir, the ready file and the log until the test ends.
+    _dir: tempfile::TempDir,
+}
+
+impl Runtime {
+    /// Starts a runtime on a free port and waits (bounded) until it listens.
+    fn start() -> Runtime {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ready = dir.path().join("ready");
+        let log = std::fs::File::create(dir.path().join("log")).expect("log file");
+        let child = Command::new(KAR)
+            .args(["run", "--port", "0", "--host", "127.0.0.1"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env_remove("KAR_RUNTIME_ADDR")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kar run");
+        let mut runtime = Runtime { child, address: String::new(), _dir: dir };
+        runtime.address = wait_for_address(&ready, &mut runtime.child);
+        runtime
+    }
+
+    /// Runs `kar ARGS... --runtime ADDRESS`.
+    fn kar(&self, args: &[&str]) -> Output {
+        kar(&[args, &["--runtime", &self.address]].concat())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_address(ready: &Path, child: &mut Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(address) = std::fs::read_to_string(ready)
+            && !address.is_empty()
+        {
+            return address.trim().to_owned();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("kar run exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "kar run did not write its ready file within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kar(args: &[&str]) -> Output {
+    Command::new(KAR).args(args).env_remove("KAR_RUNTIME_ADDR").output().expect("run kar")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_success(output: &Output) {
+    assert!(output.status.success(), "kar failed: {}", stderr(output));
+}
+
+#[test]
+fn version_names_the_runtime_it_reaches() {
+    let runtime = Runtime::start();
+    let output = runtime.kar(&["version"]);
+    assert_success(&output);
+    let text = stdout(&output);
+    assert!(text.starts_with(&format!("kar {}\n", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.contains(&format!("runtime: reachable at {}, 0 components", runtime.address)), "{text}");
+}
+
+#[test]
+fn version_does_not_fail_without_a_runtime() {
+    let output = kar(&["version", "--runtime", "127.0.0.1:1"]);
+    assert_success(&output);
+    assert!(stdout(&output).contains("runtime: not reachable"), "{}", stdout(&output));
+}
+
+#[test]
+fn invoking_an_unknown_actor_type_fails_with_one_not_found_line() {
+    let runtime = Runtime::start();
+    let output = runtime.kar(&["invoke", "Nobody", "x", "greet", "42", "hello"]);
+    assert!(!output.status.success());
+    assert_eq!(stderr(&output), "kar: NOT_FOUND: no component hosts actor type \"Nobody\"\n");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn state_set_get_delete_round_trip() {
+    let runtime = Runtime::start();
+    assert_success(&runtime.kar(&["state", "set", "Counter", "c1", "count", "5"]));
+    assert_success(&runtime.kar(&["state", "set", "Counter", "c1", "owner", "ann"]));
+    assert_success(&runtime.kar(&["state", "set", "Counter", "c1", "history", "day1", r#"{"added":5}"#]));
+
+    let count = runtime.kar(&["state", "get", "Counter", "c1", "count"]);
+    assert_success(&count);
+    assert_eq!(stdout(&count), "5\n");
+    let all = runtime.kar(&["state", "get", "Counter", "c1"]);
+    let all: serde_json::Value = serde_json::from_str(&stdout(&all)).expect("JSON state");
+    assert_eq!(
+        all,
+        serde_json::json!({
+            "entries": { "count": 5, "owner": "ann" },
+            "submaps": { "history": { "day1": { "added": 5 } } },
+        })
+    );
+
+    let missing = runtime.kar(&["state", "get", "Counter", "c1", "colour"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stderr(&missing), "kar: Counter/c1 has no state entry \"colour\"\n");
+
+    let one = runtime.kar(&["state", "delete", "Counter", "c1", "count"]);
+    assert_eq!(stdout(&one), "deleted 1 entry\n");
+    let rest = runtime.kar(&["state", "delete", "Counter", "c1"]);
+    assert_eq!(stdout(&rest), "deleted 2 entries\n");
+    let empty = runtime.kar(&["state", "get", "Counter", "c1"]);
+    assert_eq!(stdout(&empty), "{\"entries\":{},\"submaps\":{}}\n");
+}
+
+#[test]
+fn get_components_prints_an_empty_table() {
+    let runtime = Runtime::start();
+    let table = runtime.kar(&["get", "components"]);
+    assert_success(&table);
+    assert_eq!(stdout(&table), "ID   NAME   ACTOR TYPES   SERVICE   IN FLIGHT\n");
+    let json = runtime.kar(&["get", "actors", "-o", "json"]);
+    assert_eq!(stdout(&json), "[]\n");
+}
+
+#[test]
+fn bench_prints_one_summary_line() {
+    let runtime = Runtime::start();
+    let output = runtime.kar(&["bench", "--seconds", "1", "--warmup", "0.2", "--concurrency", "4"]);
+    assert_success(&output);
+    let text = stdout(&output);
+    let line = text.strip_suffix('\n').expect("a line");
+    assert!(!line.contains('\n'), "more than one line: {text}");
+    let fields: Vec<(&str, &str)> = line
+        .strip_prefix("bench: ")
+        .expect("the bench: prefix")
+        .split(' ')
+        .map(|field| field.split_once('=').expect("key=value"))
+        .collect();
+    let keys: Vec<&str> = fields.iter().map(|(key, _)| *key).collect();
+    assert_eq!(keys, ["calls", "concurrency", "p50_ms", "p99_ms", "throughput_per_s", "errors"]);
+    let value = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).unwrap_or_default();
+    assert!(value("calls").parse::<u64>().expect("calls") > 0);
+    assert_eq!(value("concurrency"), "4");
+    for key in ["p50_ms", "p99_ms"] {
+        let (_, decimals) = value(key).split_once('.').expect("a decimal");
+        assert_eq!(decimals.len(), 3, "{key} in {line}");
+        value(key).parse::<f64>().expect("milliseconds");
+    }
+    value("throughput_per_s").parse::<u64>().expect("throughput");
+    assert_eq!(value("errors"), "0");
+
+    let components = runtime.kar(&["get", "components"]);
+    assert_eq!(stdout(&components).lines().count(), 1, "the bench host is still attached");
+}
+
+#[test]
+fn run_dump_config_prints_toml() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(KAR)
+        .args(["run", "--dump-config", "--port", "4321"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run kar");
+    assert_success(&output);
+    let config: toml::Table = stdout(&output).parse().expect("TOML");
+    assert_eq!(config.get("port").and_then(|p| p.as_integer()), Some(4321));
+}
