@@ -96,11 +96,7 @@ impl Config {
             Some(path) => figment = figment.merge(Toml::file(path)),
             None => figment = figment.merge(Toml::file("kar.toml")),
         }
-        figment
-            .merge(env)
-            .merge(Serialized::defaults(overrides))
-            .extract()
-            .map_err(|e| Error(e.to_string()))
+        figment.merge(env).merge(Serialized::defaults(overrides)).extract().map_err(|e| Error(e.to_string()))
     }
 
     /// The `KAR_*` environment layer.
@@ -126,6 +122,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's test jail returns figment::Error
 mod tests {
     use super::*;
 

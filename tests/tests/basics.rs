@@ -18,7 +18,8 @@ async fn sequential_then_concurrent_calls_to_one_actor_give_exact_counts() -> an
         async move { counter.call("incr", json!([])).await }
     });
     let results = futures::future::join_all(calls).await;
-    let mut seen: Vec<i64> = results.into_iter().map(|r| r.map(|v| v.as_i64().unwrap_or(-1))).collect::<Result<_, _>>()?;
+    let mut seen: Vec<i64> =
+        results.into_iter().map(|r| r.map(|v| v.as_i64().unwrap_or(-1))).collect::<Result<_, _>>()?;
     seen.sort();
     assert_eq!(seen, (501..=750).collect::<Vec<i64>>(), "each concurrent call saw its own turn");
     assert_eq!(counter.state().get("count").await?, Some(json!(750)));
@@ -85,7 +86,10 @@ async fn a_reentrant_chain_a_b_a_completes() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_are_called_and_told() -> anyhow::Result<()> {
     let mesh = Mesh::start("Counter", "svc").await?;
-    assert_eq!(mesh.client.call_service("svc", "echo", json!({"hello": [1, "two"]})).await?, json!({"hello": [1, "two"]}));
+    assert_eq!(
+        mesh.client.call_service("svc", "echo", json!({"hello": [1, "two"]})).await?,
+        json!({"hello": [1, "two"]})
+    );
     // Tells to a service that calls an actor: the actor's turns serialize them.
     for _ in 0..3 {
         mesh.client.tell_service("svc", "counter", json!(["told"])).await?;
@@ -133,10 +137,7 @@ async fn bad_input_gets_clean_errors() -> anyhow::Result<()> {
 
     let big = "x".repeat(5 * 1024 * 1024);
     let err = client.call_actor("Echo", "e", "echo", json!([big])).await.expect_err("oversized");
-    assert!(
-        matches!(err.code(), Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange),
-        "{err:?}"
-    );
+    assert!(matches!(err.code(), Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange), "{err:?}");
     let just_over = "x".repeat(4 * 1024 * 1024 - 32 * 1024);
     let err = client.call_actor("Echo", "e", "echo", json!([just_over])).await.expect_err("over the payload limit");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -199,7 +200,14 @@ async fn grpcurl_lists_the_services_and_calls_an_actor_through_reflection() -> a
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
     let services = grpcurl(&[&address, "list"])?;
-    for service in ["kar.v1.ActorsService", "kar.v1.StateService", "kar.v1.ServicesService", "kar.v1.AppService", "kar.v1.MeshService", "grpc.health.v1.Health"] {
+    for service in [
+        "kar.v1.ActorsService",
+        "kar.v1.StateService",
+        "kar.v1.ServicesService",
+        "kar.v1.AppService",
+        "kar.v1.MeshService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(services.contains(service), "{service} missing from:\n{services}");
     }
     let answer = grpcurl(&[

@@ -25,7 +25,11 @@ async fn a_component_killed_mid_call_is_retried_once_and_the_caller_gets_the_res
     let log = mesh.log_dir();
     assert_eq!(count(&log, "start", tagged("Slow/", "victim")), 2, "one retry after the crash");
     assert_eq!(count(&log, "end", tagged("Slow/", "victim")), 1, "completed once");
-    let attempts: Vec<u32> = kar_tests::attempts(&log).iter().filter(|a| a.tag == "victim" && a.event == "start").map(|a| a.attempt).collect();
+    let attempts: Vec<u32> = kar_tests::attempts(&log)
+        .iter()
+        .filter(|a| a.tag == "victim" && a.event == "start")
+        .map(|a| a.attempt)
+        .collect();
     assert!(attempts.contains(&1) && attempts.contains(&2), "attempts {attempts:?}");
     Ok(())
 }
@@ -162,7 +166,9 @@ async fn a_retried_caller_gets_the_recorded_result_of_a_completed_nested_call() 
     // of running the callee again.
     let call = {
         let client = mesh.client.clone();
-        tokio::spawn(async move { client.call_actor("Caller", "p", "call", json!(["q", "nested-done", 0, 5000])).await })
+        tokio::spawn(
+            async move { client.call_actor("Caller", "p", "call", json!(["q", "nested-done", 0, 5000])).await },
+        )
     };
     mesh.wait_log("the nested call to complete", |log| {
         log.iter().any(|a| a.tag == "nested-done" && a.target == "Slow/q" && a.event == "end")

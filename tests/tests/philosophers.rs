@@ -45,10 +45,10 @@ async fn meals(client: &kar_client::Client, n: usize) -> anyhow::Result<Vec<i64>
 async fn wait_for_meals(client: &kar_client::Client, n: usize, at_least: i64) -> anyhow::Result<Vec<i64>> {
     let start = Instant::now();
     loop {
-        if let Ok(eaten) = meals(client, n).await {
-            if eaten.iter().sum::<i64>() >= at_least {
-                return Ok(eaten);
-            }
+        if let Ok(eaten) = meals(client, n).await
+            && eaten.iter().sum::<i64>() >= at_least
+        {
+            return Ok(eaten);
         }
         anyhow::ensure!(start.elapsed() < Duration::from_secs(90), "no progress to {at_least} meals in 90s");
         tokio::time::sleep(Duration::from_millis(50)).await;

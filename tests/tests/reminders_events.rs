@@ -17,10 +17,10 @@ fn ticks(mesh: &Mesh, actor: &str, rid: &str) -> HashMap<u64, usize> {
     let prefix = format!("reminder:Ticker/{actor}/{rid}@");
     let mut due = HashMap::new();
     for a in attempts(&mesh.log_dir()) {
-        if a.event == "end" {
-            if let Some(at) = a.tag.strip_prefix(&prefix).and_then(|t| t.parse::<u64>().ok()) {
-                *due.entry(at).or_insert(0) += 1;
-            }
+        if a.event == "end"
+            && let Some(at) = a.tag.strip_prefix(&prefix).and_then(|t| t.parse::<u64>().ok())
+        {
+            *due.entry(at).or_insert(0) += 1;
         }
     }
     due
@@ -113,8 +113,11 @@ async fn events_reach_an_actor_subscriber_once_in_order_across_runtime_crashes()
         log.iter().filter(|a| a.event == "end" && a.tag.starts_with("ev-")).count() >= EVENTS
     })
     .await?;
-    let delivered: Vec<String> =
-        attempts(&mesh.log_dir()).into_iter().filter(|a| a.event == "end" && a.tag.starts_with("ev-")).map(|a| a.tag).collect();
+    let delivered: Vec<String> = attempts(&mesh.log_dir())
+        .into_iter()
+        .filter(|a| a.event == "end" && a.tag.starts_with("ev-"))
+        .map(|a| a.tag)
+        .collect();
     let expected: Vec<String> = (0..EVENTS).map(|i| format!("ev-{i}")).collect();
     assert_eq!(delivered, expected, "each event once, in order");
     let subscriptions = mesh.client.list_subscriptions(Some("orders")).await?;
@@ -155,7 +158,9 @@ async fn removing_an_actor_deletes_its_state_reminders_and_subscriptions() -> an
     let client = &mesh.client;
     client.state("Sink", "doomed").set("a", json!(1)).await?;
     client.state("Sink", "doomed").set_sub("m", "k", json!(2)).await?;
-    client.schedule_reminder("Sink", "doomed", ReminderSpec::new("later", "event").after(Duration::from_secs(3600))).await?;
+    client
+        .schedule_reminder("Sink", "doomed", ReminderSpec::new("later", "event").after(Duration::from_secs(3600)))
+        .await?;
     client.create_topic("t", 1).await?;
     client.subscribe_actor("doomed-sub", "t", ("Sink", "doomed"), "event", true).await?;
     client.subscribe_actor("other-sub", "t", ("Sink", "spared"), "event", true).await?;
@@ -167,7 +172,9 @@ async fn removing_an_actor_deletes_its_state_reminders_and_subscriptions() -> an
     assert!(client.list_reminders(Some("Sink"), Some("doomed")).await?.is_empty());
     let subs: Vec<String> = client.list_subscriptions(None).await?.into_iter().map(|s| s.subscription_id).collect();
     assert_eq!(subs, vec!["other-sub"]);
-    assert!(!client.list_actors(Some("Sink")).await?.iter().any(|a| a.actor.as_ref().is_some_and(|r| r.id == "doomed")));
+    assert!(
+        !client.list_actors(Some("Sink")).await?.iter().any(|a| a.actor.as_ref().is_some_and(|r| r.id == "doomed"))
+    );
     Ok(())
 }
 
@@ -181,7 +188,8 @@ async fn reminder_input_is_checked() -> anyhow::Result<()> {
         .expect_err("period too short");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("period"));
-    let err = mesh.client.schedule_reminder("Nobody", "x", ReminderSpec::new("r", "tick")).await.expect_err("unknown type");
+    let err =
+        mesh.client.schedule_reminder("Nobody", "x", ReminderSpec::new("r", "tick")).await.expect_err("unknown type");
     assert_eq!(err.code(), tonic::Code::NotFound);
     let err = mesh.client.schedule_reminder("Ticker", "x", ReminderSpec::new("", "tick")).await.expect_err("no id");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);

@@ -30,7 +30,9 @@ async fn a_chain_keeping_the_turn_runs_before_queued_flows() -> anyhow::Result<(
     let mesh = Mesh::start("Chain,Slow", "").await?;
     let chain = {
         let client = mesh.client.clone();
-        tokio::spawn(async move { client.call_actor("Chain", "turn", "step", json!([1, 3, "kept", 300, "same"])).await })
+        tokio::spawn(
+            async move { client.call_actor("Chain", "turn", "step", json!([1, 3, "kept", 300, "same"])).await },
+        )
     };
     mesh.wait_log("the chain to start", |log| log.iter().any(|a| a.tag == "kept#1")).await?;
     // Queued behind the chain's flow: it must only start after the last step.
@@ -86,7 +88,9 @@ async fn a_runtime_crash_at_any_step_reruns_only_that_step() -> anyhow::Result<(
         let call = {
             let client = idempotent.clone();
             let tag = tag.clone();
-            tokio::spawn(async move { client.call_actor("Chain", "r", "step", json!([1, STEPS, tag, 400, "same"])).await })
+            tokio::spawn(
+                async move { client.call_actor("Chain", "r", "step", json!([1, STEPS, tag, 400, "same"])).await },
+            )
         };
         let target = step_tag(&tag, crash_at);
         mesh.wait_log("the step to start", |log| log.iter().any(|a| a.tag == target)).await?;

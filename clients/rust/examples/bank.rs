@@ -23,12 +23,7 @@ struct Account;
 
 impl Account {
     async fn balance(ctx: &Context) -> Result<i64, AppError> {
-        Ok(ctx
-            .state()
-            .get("balance")
-            .await?
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0))
+        Ok(ctx.state().get("balance").await?.and_then(|v| v.as_i64()).unwrap_or(0))
     }
 
     /// Applies a change to the balance once per invocation: the change and a
@@ -48,13 +43,11 @@ impl Account {
                 -delta
             )));
         }
-        let update = StateUpdate::new()
-            .set("balance", json!(balance + delta))
-            .set_sub(
-                "history",
-                ctx.request_id(),
-                json!({"operation": operation, "amount": delta.abs()}),
-            );
+        let update = StateUpdate::new().set("balance", json!(balance + delta)).set_sub(
+            "history",
+            ctx.request_id(),
+            json!({"operation": operation, "amount": delta.abs()}),
+        );
         state.update(update).await?;
         Ok(balance + delta)
     }
@@ -64,9 +57,7 @@ impl Account {
 fn amount(args: Value) -> Result<i64, AppError> {
     let (amount,): (i64,) = serde_json::from_value(args)?;
     if amount <= 0 {
-        return Err(AppError::invalid_argument(format!(
-            "amount must be positive, got {amount}"
-        )));
+        return Err(AppError::invalid_argument(format!("amount must be positive, got {amount}")));
     }
     Ok(amount)
 }
@@ -104,17 +95,8 @@ impl Service for Teller {
                 // error, before any money has moved. (A deposit failing after
                 // a withdrawal would need a compensation; a real bank would
                 // chain the two steps with a tail call.)
-                let from = ctx
-                    .call_actor(
-                        "Account",
-                        &transfer.from,
-                        "withdraw",
-                        json!([transfer.amount]),
-                    )
-                    .await?;
-                let to = ctx
-                    .call_actor("Account", &transfer.to, "deposit", json!([transfer.amount]))
-                    .await?;
+                let from = ctx.call_actor("Account", &transfer.from, "withdraw", json!([transfer.amount])).await?;
+                let to = ctx.call_actor("Account", &transfer.to, "deposit", json!([transfer.amount])).await?;
                 Ok(json!({ transfer.from: from, transfer.to: to }).into())
             }
             _ => Err(ctx.no_such_method()),
@@ -124,9 +106,7 @@ impl Service for Teller {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let client = Client::from_env()
-        .await
-        .context("connecting to the KAR runtime")?;
+    let client = Client::from_env().await.context("connecting to the KAR runtime")?;
     let host = ActorHost::new(client.clone())
         .name("bank")
         .actor("Account", |_id| Account)
@@ -150,37 +130,16 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
 
     let alice = client.actor("Account", "alice");
     let bob = client.actor("Account", "bob");
-    println!(
-        "alice deposits 100 -> balance {}",
-        alice.call("deposit", json!([100])).await?
-    );
-    println!(
-        "bob deposits 50 -> balance {}",
-        bob.call("deposit", json!([50])).await?
-    );
+    println!("alice deposits 100 -> balance {}", alice.call("deposit", json!([100])).await?);
+    println!("bob deposits 50 -> balance {}", bob.call("deposit", json!([50])).await?);
 
-    let receipt = client
-        .call_service(
-            "teller",
-            "transfer",
-            json!([{"from": "alice", "to": "bob", "amount": 30}]),
-        )
-        .await?;
+    let receipt =
+        client.call_service("teller", "transfer", json!([{"from": "alice", "to": "bob", "amount": 30}])).await?;
     println!("teller transfers 30 from alice to bob -> {receipt}");
 
-    match client
-        .call_service(
-            "teller",
-            "transfer",
-            json!([{"from": "bob", "to": "alice", "amount": 500}]),
-        )
-        .await
-    {
+    match client.call_service("teller", "transfer", json!([{"from": "bob", "to": "alice", "amount": 500}])).await {
         Err(err) if err.is_application_error() => {
-            println!(
-                "teller transfers 500 from bob to alice -> refused: {}",
-                err.message()
-            );
+            println!("teller transfers 500 from bob to alice -> refused: {}", err.message());
         }
         Err(err) => return Err(err).context("transferring 500 from bob to alice"),
         Ok(receipt) => bail!("an overdraft was accepted: {receipt}"),
@@ -189,10 +148,7 @@ async fn scenario(client: &Client) -> anyhow::Result<()> {
     let alice_balance = alice.call("balance", json!([])).await?;
     let bob_balance = bob.call("balance", json!([])).await?;
     println!("final balances: alice {alice_balance}, bob {bob_balance}");
-    println!(
-        "alice's history has {} entries",
-        alice.state().submap_size("history").await?
-    );
+    println!("alice's history has {} entries", alice.state().submap_size("history").await?);
     if alice_balance != json!(70) || bob_balance != json!(80) {
         bail!("unexpected final balances: alice {alice_balance}, bob {bob_balance}");
     }

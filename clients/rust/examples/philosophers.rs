@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 /// Takes or releases a fork. State: `holder`, the philosopher holding it.
 async fn fork(ctx: Context, method: String, args: Value) -> Result<Reply, AppError> {
-    let who = args.get(0).and_then(Value::as_str).ok_or_else(|| AppError::invalid_argument("argument 0: the philosopher"))?;
+    let who =
+        args.get(0).and_then(Value::as_str).ok_or_else(|| AppError::invalid_argument("argument 0: the philosopher"))?;
     let state = ctx.state();
     let holder = state.get("holder").await?;
     match method.as_str() {
@@ -89,7 +90,9 @@ async fn philosopher(ctx: Context, method: String, args: Value) -> Result<Reply,
             let meals = if state.contains_sub("eaten", &meal_key).await? {
                 meals
             } else {
-                state.update(StateUpdate::new().set("meals", json!(meals + 1)).set_sub("eaten", &meal_key, json!(true))).await?;
+                state
+                    .update(StateUpdate::new().set("meals", json!(meals + 1)).set_sub("eaten", &meal_key, json!(true)))
+                    .await?;
                 meals + 1
             };
             for key in ["second", "first"] {
@@ -97,11 +100,7 @@ async fn philosopher(ctx: Context, method: String, args: Value) -> Result<Reply,
                 ctx.call_actor("Fork", &fork_id, "release", json!([me])).await?;
             }
             let target = state.get("target").await?.and_then(|v| v.as_i64()).unwrap_or(0);
-            if meals < target {
-                Ok(next("think"))
-            } else {
-                Ok(json!(meals).into())
-            }
+            if meals < target { Ok(next("think")) } else { Ok(json!(meals).into()) }
         }
         _ => Err(ctx.no_such_method()),
     }

@@ -55,7 +55,8 @@ impl ReminderSpec {
 }
 
 fn timestamp(t: SystemTime) -> Result<prost_types::Timestamp> {
-    let since = t.duration_since(UNIX_EPOCH).map_err(|_| Error::InvalidArgument("a reminder time before 1970".into()))?;
+    let since =
+        t.duration_since(UNIX_EPOCH).map_err(|_| Error::InvalidArgument("a reminder time before 1970".into()))?;
     Ok(prost_types::Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() as i32 })
 }
 
@@ -72,10 +73,9 @@ impl Client {
             method: reminder.method,
             payload: Some(json_payload(reminder.args)),
             fire_time: reminder.at.map(timestamp).transpose()?,
-            period: reminder.period.map(|p| prost_types::Duration {
-                seconds: p.as_secs() as i64,
-                nanos: p.subsec_nanos() as i32,
-            }),
+            period: reminder
+                .period
+                .map(|p| prost_types::Duration { seconds: p.as_secs() as i64, nanos: p.subsec_nanos() as i32 }),
         };
         let request = self.request(&Caller::External, Rpc::Plain, message)?;
         let mut rpc = RemindersServiceClient::new(self.channel().clone());

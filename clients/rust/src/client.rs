@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use kar_proto::metadata;
 use kar_proto::v1::{
-    ActiveActor, ActorRef, CallActorRequest, CallServiceRequest, Component, ListActorsRequest,
-    ListComponentsRequest, Payload, RemoveActorRequest, TellActorRequest, TellServiceRequest,
-    actors_service_client::ActorsServiceClient, call_actor_request, call_actor_response,
-    call_service_request, call_service_response, mesh_service_client::MeshServiceClient, payload,
-    services_service_client::ServicesServiceClient, tell_actor_request, tell_service_request,
+    ActiveActor, ActorRef, CallActorRequest, CallServiceRequest, Component, ListActorsRequest, ListComponentsRequest,
+    Payload, RemoveActorRequest, TellActorRequest, TellServiceRequest, actors_service_client::ActorsServiceClient,
+    call_actor_request, call_actor_response, call_service_request, call_service_response,
+    mesh_service_client::MeshServiceClient, payload, services_service_client::ServicesServiceClient,
+    tell_actor_request, tell_service_request,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -67,18 +67,13 @@ impl Client {
     /// Connects to the runtime named by `KAR_RUNTIME_ADDR`, or to
     /// `127.0.0.1:3500` when it is not set.
     pub async fn from_env() -> Result<Client> {
-        let addr =
-            std::env::var(RUNTIME_ADDR_ENV).unwrap_or_else(|_| DEFAULT_RUNTIME_ADDR.to_owned());
+        let addr = std::env::var(RUNTIME_ADDR_ENV).unwrap_or_else(|_| DEFAULT_RUNTIME_ADDR.to_owned());
         Client::connect(&addr).await
     }
 
     /// Wraps an existing tonic channel.
     pub fn from_channel(channel: Channel) -> Client {
-        Client {
-            channel,
-            timeout: None,
-            request_id: None,
-        }
+        Client { channel, timeout: None, request_id: None }
     }
 
     /// The underlying channel, to use the generated `kar_proto` clients
@@ -91,10 +86,7 @@ impl Client {
     /// runtime does not start a call past its deadline, and the client stops
     /// waiting with `DEADLINE_EXCEEDED`.
     pub fn with_timeout(&self, timeout: Duration) -> Client {
-        Client {
-            timeout: Some(timeout),
-            ..self.clone()
-        }
+        Client { timeout: Some(timeout), ..self.clone() }
     }
 
     /// A clone whose calls and tells carry this idempotency key
@@ -102,10 +94,7 @@ impl Client {
     /// returns the recorded result instead of running the method again. Use
     /// one key per logical request.
     pub fn with_request_id(&self, request_id: impl Into<String>) -> Client {
-        Client {
-            request_id: Some(request_id.into()),
-            ..self.clone()
-        }
+        Client { request_id: Some(request_id.into()), ..self.clone() }
     }
 
     /// A handle on one actor instance.
@@ -134,13 +123,7 @@ impl Client {
     /// Calls `method` on an actor with a raw payload (JSON or typed) and
     /// returns the raw result: an empty payload for a method that returns
     /// nothing.
-    pub async fn call_actor_payload(
-        &self,
-        actor_type: &str,
-        id: &str,
-        method: &str,
-        args: Payload,
-    ) -> Result<Payload> {
+    pub async fn call_actor_payload(&self, actor_type: &str, id: &str, method: &str, args: Payload) -> Result<Payload> {
         self.actor(actor_type, id).call_payload(method, args).await
     }
 
@@ -157,13 +140,7 @@ impl Client {
     }
 
     /// [`Client::tell_actor`] with a raw payload.
-    pub async fn tell_actor_payload(
-        &self,
-        actor_type: &str,
-        id: &str,
-        method: &str,
-        args: Payload,
-    ) -> Result<String> {
+    pub async fn tell_actor_payload(&self, actor_type: &str, id: &str, method: &str, args: Payload) -> Result<String> {
         self.actor(actor_type, id).tell_payload(method, args).await
     }
 
@@ -181,44 +158,23 @@ impl Client {
         method: &str,
         args: serde_json::Value,
     ) -> Result<serde_json::Value> {
-        payload_to_json(
-            self.call_service_from(&Caller::External, service, method, json_payload(args))
-                .await?,
-        )
+        payload_to_json(self.call_service_from(&Caller::External, service, method, json_payload(args)).await?)
     }
 
     /// [`Client::call_service`] with a raw payload.
-    pub async fn call_service_payload(
-        &self,
-        service: &str,
-        method: &str,
-        args: Payload,
-    ) -> Result<Payload> {
-        self.call_service_from(&Caller::External, service, method, args)
-            .await
+    pub async fn call_service_payload(&self, service: &str, method: &str, args: Payload) -> Result<Payload> {
+        self.call_service_from(&Caller::External, service, method, args).await
     }
 
     /// Enqueues `method` on a service and returns the request id once the
     /// runtime has durably accepted it.
-    pub async fn tell_service(
-        &self,
-        service: &str,
-        method: &str,
-        args: serde_json::Value,
-    ) -> Result<String> {
-        self.tell_service_from(&Caller::External, service, method, json_payload(args))
-            .await
+    pub async fn tell_service(&self, service: &str, method: &str, args: serde_json::Value) -> Result<String> {
+        self.tell_service_from(&Caller::External, service, method, json_payload(args)).await
     }
 
     /// [`Client::tell_service`] with a raw payload.
-    pub async fn tell_service_payload(
-        &self,
-        service: &str,
-        method: &str,
-        args: Payload,
-    ) -> Result<String> {
-        self.tell_service_from(&Caller::External, service, method, args)
-            .await
+    pub async fn tell_service_payload(&self, service: &str, method: &str, args: Payload) -> Result<String> {
+        self.tell_service_from(&Caller::External, service, method, args).await
     }
 
     /// The components connected to the mesh.
@@ -231,9 +187,7 @@ impl Client {
 
     /// The active actor instances, of one type or (with `None`) of all types.
     pub async fn list_actors(&self, actor_type: Option<&str>) -> Result<Vec<ActiveActor>> {
-        let message = ListActorsRequest {
-            r#type: actor_type.unwrap_or_default().to_owned(),
-        };
+        let message = ListActorsRequest { r#type: actor_type.unwrap_or_default().to_owned() };
         let request = self.request(&Caller::External, Rpc::Plain, message)?;
         let mut mesh = MeshServiceClient::new(self.channel.clone());
         let response = with_deadline(request.timeout, mesh.list_actors(request.inner)).await?;
@@ -293,9 +247,7 @@ impl Client {
 
     pub(crate) async fn remove_actor_from(&self, caller: &Caller, actor: &ActorRef) -> Result<u32> {
         check_actor(actor)?;
-        let message = RemoveActorRequest {
-            actor: Some(actor.clone()),
-        };
+        let message = RemoveActorRequest { actor: Some(actor.clone()) };
         let request = self.request(caller, Rpc::Scoped, message)?;
         let mut actors = ActorsServiceClient::new(self.channel.clone());
         let response = with_deadline(request.timeout, actors.remove_actor(request.inner)).await?;
@@ -359,12 +311,7 @@ impl Client {
     /// handler to what is left of that handler's own deadline (a nested call
     /// cannot usefully outlive its caller). Tells do not inherit the handler's
     /// deadline: they start a new flow.
-    pub(crate) fn request<T>(
-        &self,
-        caller: &Caller,
-        rpc: Rpc,
-        message: T,
-    ) -> Result<OutgoingRequest<T>> {
+    pub(crate) fn request<T>(&self, caller: &Caller, rpc: Rpc, message: T) -> Result<OutgoingRequest<T>> {
         let mut request = tonic::Request::new(message);
         let mut timeout = self.timeout;
         match caller {
@@ -379,21 +326,14 @@ impl Client {
                     insert(&mut request, metadata::CALLER_ID, &scope.request_id)?;
                 }
                 if matches!(rpc, Rpc::Call | Rpc::Tell) {
-                    insert(
-                        &mut request,
-                        metadata::CALL_SEQ,
-                        &scope.next_call_seq().to_string(),
-                    )?;
+                    insert(&mut request, metadata::CALL_SEQ, &scope.next_call_seq().to_string())?;
                 }
                 if let (Some(deadline), Rpc::Call | Rpc::Scoped) = (scope.deadline, rpc) {
-                    let left = deadline
-                        .duration_since(SystemTime::now())
-                        .unwrap_or(Duration::ZERO);
+                    let left = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
                     if left.is_zero() {
-                        return Err(tonic::Status::deadline_exceeded(
-                            "the calling invocation's deadline has passed",
-                        )
-                        .into());
+                        return Err(
+                            tonic::Status::deadline_exceeded("the calling invocation's deadline has passed").into()
+                        );
                     }
                     timeout = Some(timeout.map_or(left, |t| t.min(left)));
                 }
@@ -402,10 +342,7 @@ impl Client {
         if let Some(timeout) = timeout {
             request.set_timeout(timeout);
         }
-        Ok(OutgoingRequest {
-            inner: request,
-            timeout,
-        })
+        Ok(OutgoingRequest { inner: request, timeout })
     }
 }
 
@@ -454,17 +391,8 @@ pub(crate) struct HandlerScope {
 }
 
 impl HandlerScope {
-    pub(crate) fn new(
-        flow_id: String,
-        request_id: String,
-        deadline: Option<SystemTime>,
-    ) -> HandlerScope {
-        HandlerScope {
-            flow_id,
-            request_id,
-            deadline,
-            call_seq: AtomicU32::new(0),
-        }
+    pub(crate) fn new(flow_id: String, request_id: String, deadline: Option<SystemTime>) -> HandlerScope {
+        HandlerScope { flow_id, request_id, deadline, call_seq: AtomicU32::new(0) }
     }
 
     fn next_call_seq(&self) -> u32 {
@@ -484,11 +412,7 @@ pub struct ActorProxy {
 
 impl ActorProxy {
     pub(crate) fn new(client: Client, caller: Caller, actor_type: &str, id: &str) -> ActorProxy {
-        ActorProxy {
-            client,
-            caller,
-            actor: actor_ref(actor_type, id),
-        }
+        ActorProxy { client, caller, actor: actor_ref(actor_type, id) }
     }
 
     /// The actor type.
@@ -508,9 +432,7 @@ impl ActorProxy {
 
     /// Calls `method` with a raw payload and returns the raw result.
     pub async fn call_payload(&self, method: &str, args: Payload) -> Result<Payload> {
-        self.client
-            .call_actor_from(&self.caller, &self.actor, method, args)
-            .await
+        self.client.call_actor_from(&self.caller, &self.actor, method, args).await
     }
 
     /// Enqueues `method` with JSON arguments; returns the request id.
@@ -520,17 +442,13 @@ impl ActorProxy {
 
     /// Enqueues `method` with a raw payload; returns the request id.
     pub async fn tell_payload(&self, method: &str, args: Payload) -> Result<String> {
-        self.client
-            .tell_actor_from(&self.caller, &self.actor, method, args)
-            .await
+        self.client.tell_actor_from(&self.caller, &self.actor, method, args).await
     }
 
     /// Deactivates the actor and deletes its state; returns how many state
     /// entries were deleted.
     pub async fn remove(&self) -> Result<u32> {
-        self.client
-            .remove_actor_from(&self.caller, &self.actor)
-            .await
+        self.client.remove_actor_from(&self.caller, &self.actor).await
     }
 
     /// The actor's state.
@@ -540,10 +458,7 @@ impl ActorProxy {
 }
 
 pub(crate) fn actor_ref(actor_type: &str, id: &str) -> ActorRef {
-    ActorRef {
-        r#type: actor_type.to_owned(),
-        id: id.to_owned(),
-    }
+    ActorRef { r#type: actor_type.to_owned(), id: id.to_owned() }
 }
 
 pub(crate) fn check_actor(actor: &ActorRef) -> Result<()> {
@@ -552,11 +467,7 @@ pub(crate) fn check_actor(actor: &ActorRef) -> Result<()> {
 }
 
 pub(crate) fn check_non_empty(field: &str, value: &str) -> Result<()> {
-    if value.is_empty() {
-        Err(Error::InvalidArgument(format!("{field} must not be empty")))
-    } else {
-        Ok(())
-    }
+    if value.is_empty() { Err(Error::InvalidArgument(format!("{field} must not be empty"))) } else { Ok(()) }
 }
 
 /// Waits for a response, giving up with `DEADLINE_EXCEEDED` once the deadline
@@ -569,10 +480,7 @@ pub(crate) async fn with_deadline<T>(
         Some(timeout) => match tokio::time::timeout(timeout, call).await {
             Ok(response) => response,
             Err(_) => {
-                return Err(tonic::Status::deadline_exceeded(
-                    "deadline exceeded waiting for the runtime",
-                )
-                .into());
+                return Err(tonic::Status::deadline_exceeded("deadline exceeded waiting for the runtime").into());
             }
         },
         None => call.await,
@@ -589,23 +497,15 @@ pub(crate) async fn with_deadline<T>(
 }
 
 fn insert<T>(request: &mut tonic::Request<T>, key: &'static str, value: &str) -> Result<()> {
-    let value = MetadataValue::try_from(value).map_err(|_| {
-        Error::InvalidArgument(format!(
-            "{key} {value:?} is not a valid gRPC metadata value"
-        ))
-    })?;
+    let value = MetadataValue::try_from(value)
+        .map_err(|_| Error::InvalidArgument(format!("{key} {value:?} is not a valid gRPC metadata value")))?;
     request.metadata_mut().insert(key, value);
     Ok(())
 }
 
 fn endpoint(addr: &str) -> Result<Endpoint> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(uri)
-        .map_err(|err| Error::InvalidArgument(format!("invalid runtime address {addr:?}: {err}")))
+    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    Endpoint::from_shared(uri).map_err(|err| Error::InvalidArgument(format!("invalid runtime address {addr:?}: {err}")))
 }
 
 #[cfg(test)]
@@ -613,11 +513,7 @@ mod tests {
     use super::*;
 
     fn handler_caller(deadline: Option<SystemTime>) -> Caller {
-        Caller::Handler(Arc::new(HandlerScope::new(
-            "flow-1".into(),
-            "req-7".into(),
-            deadline,
-        )))
+        Caller::Handler(Arc::new(HandlerScope::new("flow-1".into(), "req-7".into(), deadline)))
     }
 
     fn get<'a, T>(request: &'a tonic::Request<T>, key: &str) -> Option<&'a str> {
@@ -628,10 +524,7 @@ mod tests {
     async fn addresses_with_and_without_scheme_are_accepted() {
         assert!(Client::connect_lazy("127.0.0.1:3500").is_ok());
         assert!(Client::connect_lazy("http://127.0.0.1:3500").is_ok());
-        assert!(matches!(
-            Client::connect_lazy("not a uri"),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert!(matches!(Client::connect_lazy("not a uri"), Err(Error::InvalidArgument(_))));
     }
 
     #[tokio::test]
@@ -647,11 +540,7 @@ mod tests {
         assert_eq!(get(&first, metadata::CALL_SEQ), Some("1"));
         assert_eq!(get(&second, metadata::CALL_SEQ), Some("2"));
         assert_eq!(get(&state, metadata::FLOW_ID), Some("flow-1"));
-        assert_eq!(
-            get(&state, metadata::CALL_SEQ),
-            None,
-            "state operations take no sequence number"
-        );
+        assert_eq!(get(&state, metadata::CALL_SEQ), None, "state operations take no sequence number");
         assert_eq!(get(&third, metadata::CALL_SEQ), Some("3"));
         assert_eq!(get(&first, metadata::REQUEST_ID), None);
     }
@@ -676,10 +565,7 @@ mod tests {
         let client = Client::connect_lazy("127.0.0.1:1").unwrap();
         let caller = handler_caller(Some(SystemTime::now() + Duration::from_secs(10)));
         let call = client.request(&caller, Rpc::Call, ()).unwrap();
-        assert!(
-            call.timeout
-                .is_some_and(|t| t <= Duration::from_secs(10) && t > Duration::from_secs(5))
-        );
+        assert!(call.timeout.is_some_and(|t| t <= Duration::from_secs(10) && t > Duration::from_secs(5)));
         let tell = client.request(&caller, Rpc::Tell, ()).unwrap();
         assert_eq!(tell.timeout, None);
     }
@@ -694,27 +580,16 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_metadata_is_an_invalid_argument() {
-        let client = Client::connect_lazy("127.0.0.1:1")
-            .unwrap()
-            .with_request_id("bad\nid");
-        assert!(matches!(
-            client.request(&Caller::External, Rpc::Call, ()),
-            Err(Error::InvalidArgument(_))
-        ));
+        let client = Client::connect_lazy("127.0.0.1:1").unwrap().with_request_id("bad\nid");
+        assert!(matches!(client.request(&Caller::External, Rpc::Call, ()), Err(Error::InvalidArgument(_))));
     }
 
     #[tokio::test]
     async fn empty_names_are_rejected_before_sending() {
         let client = Client::connect_lazy("127.0.0.1:1").unwrap();
-        let err = client
-            .call_actor("", "a", "m", serde_json::Value::Null)
-            .await
-            .unwrap_err();
+        let err = client.call_actor("", "a", "m", serde_json::Value::Null).await.unwrap_err();
         assert_eq!(err.message(), "actor.type must not be empty");
-        let err = client
-            .call_service("teller", "", serde_json::Value::Null)
-            .await
-            .unwrap_err();
+        let err = client.call_service("teller", "", serde_json::Value::Null).await.unwrap_err();
         assert_eq!(err.message(), "method must not be empty");
     }
 }

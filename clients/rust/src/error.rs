@@ -69,9 +69,9 @@ impl Error {
     /// for a failure of the runtime or the transport.
     pub fn is_application_error(&self) -> bool {
         match self {
-            Error::Status(status) => status
-                .get_details_error_info()
-                .is_some_and(|info| info.reason == APPLICATION_ERROR_REASON),
+            Error::Status(status) => {
+                status.get_details_error_info().is_some_and(|info| info.reason == APPLICATION_ERROR_REASON)
+            }
             _ => false,
         }
     }
@@ -144,10 +144,7 @@ mod tests {
 
     #[test]
     fn local_errors_have_codes() {
-        assert_eq!(
-            Error::InvalidArgument("x".into()).code(),
-            Code::InvalidArgument
-        );
+        assert_eq!(Error::InvalidArgument("x".into()).code(), Code::InvalidArgument);
         assert!(!Error::InvalidArgument("x".into()).is_application_error());
     }
 }

@@ -22,15 +22,12 @@ pub fn json_to_value(json: serde_json::Value) -> Value {
         serde_json::Value::Bool(b) => Kind::BoolValue(b),
         serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
         serde_json::Value::String(s) => Kind::StringValue(s),
-        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.into_iter().map(json_to_value).collect(),
-        }),
-        serde_json::Value::Object(fields) => Kind::StructValue(Struct {
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (k, json_to_value(v)))
-                .collect(),
-        }),
+        serde_json::Value::Array(items) => {
+            Kind::ListValue(ListValue { values: items.into_iter().map(json_to_value).collect() })
+        }
+        serde_json::Value::Object(fields) => {
+            Kind::StructValue(Struct { fields: fields.into_iter().map(|(k, v)| (k, json_to_value(v))).collect() })
+        }
     };
     Value { kind: Some(kind) }
 }
@@ -43,15 +40,10 @@ pub fn value_to_json(value: Value) -> serde_json::Value {
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(b),
         Some(Kind::NumberValue(n)) => number_to_json(n),
         Some(Kind::StringValue(s)) => serde_json::Value::String(s),
-        Some(Kind::ListValue(list)) => {
-            serde_json::Value::Array(list.values.into_iter().map(value_to_json).collect())
+        Some(Kind::ListValue(list)) => serde_json::Value::Array(list.values.into_iter().map(value_to_json).collect()),
+        Some(Kind::StructValue(s)) => {
+            serde_json::Value::Object(s.fields.into_iter().map(|(k, v)| (k, value_to_json(v))).collect())
         }
-        Some(Kind::StructValue(s)) => serde_json::Value::Object(
-            s.fields
-                .into_iter()
-                .map(|(k, v)| (k, value_to_json(v)))
-                .collect(),
-        ),
     }
 }
 
@@ -67,9 +59,7 @@ fn number_to_json(n: f64) -> serde_json::Value {
 
 /// Wraps a JSON value into a [`Payload`].
 pub fn json_payload(json: serde_json::Value) -> Payload {
-    Payload {
-        kind: Some(payload::Kind::Json(json_to_value(json))),
-    }
+    Payload { kind: Some(payload::Kind::Json(json_to_value(json))) }
 }
 
 /// Reads a [`Payload`] as JSON: an empty payload (a method that returned
@@ -79,9 +69,7 @@ pub fn payload_to_json(payload: Payload) -> Result<serde_json::Value> {
     match payload.kind {
         None => Ok(serde_json::Value::Null),
         Some(payload::Kind::Json(value)) => Ok(value_to_json(value)),
-        Some(payload::Kind::Typed(any)) => Err(Error::TypedPayload {
-            type_url: any.type_url,
-        }),
+        Some(payload::Kind::Typed(any)) => Err(Error::TypedPayload { type_url: any.type_url }),
     }
 }
 
@@ -96,15 +84,7 @@ mod tests {
 
     #[test]
     fn scalars_round_trip() {
-        for v in [
-            json!(null),
-            json!(true),
-            json!(false),
-            json!("héllo"),
-            json!(""),
-            json!(1.5),
-            json!(-0.25),
-        ] {
+        for v in [json!(null), json!(true), json!(false), json!("héllo"), json!(""), json!(1.5), json!(-0.25)] {
             assert_eq!(round_trip(v.clone()), v);
         }
     }
@@ -113,10 +93,7 @@ mod tests {
     fn integers_stay_integers() {
         assert_eq!(round_trip(json!(100)), json!(100));
         assert_eq!(round_trip(json!(-7)), json!(-7));
-        assert_eq!(
-            round_trip(json!(9_007_199_254_740_992_i64)),
-            json!(9_007_199_254_740_992_i64)
-        );
+        assert_eq!(round_trip(json!(9_007_199_254_740_992_i64)), json!(9_007_199_254_740_992_i64));
         assert!(round_trip(json!(100)).is_i64());
     }
 
@@ -134,12 +111,8 @@ mod tests {
 
     #[test]
     fn non_finite_numbers_and_unset_values_are_null() {
-        let nan = Value {
-            kind: Some(Kind::NumberValue(f64::NAN)),
-        };
-        let inf = Value {
-            kind: Some(Kind::NumberValue(f64::INFINITY)),
-        };
+        let nan = Value { kind: Some(Kind::NumberValue(f64::NAN)) };
+        let inf = Value { kind: Some(Kind::NumberValue(f64::INFINITY)) };
         assert_eq!(value_to_json(nan), json!(null));
         assert_eq!(value_to_json(inf), json!(null));
         assert_eq!(value_to_json(Value { kind: None }), json!(null));
@@ -147,23 +120,14 @@ mod tests {
 
     #[test]
     fn an_empty_payload_reads_as_null_and_a_typed_one_is_refused() {
-        assert_eq!(
-            payload_to_json(Payload { kind: None }).unwrap(),
-            json!(null)
-        );
-        assert_eq!(
-            payload_to_json(json_payload(json!([1, 2]))).unwrap(),
-            json!([1, 2])
-        );
+        assert_eq!(payload_to_json(Payload { kind: None }).unwrap(), json!(null));
+        assert_eq!(payload_to_json(json_payload(json!([1, 2]))).unwrap(), json!([1, 2]));
         let typed = Payload {
             kind: Some(payload::Kind::Typed(prost_types::Any {
                 type_url: "type.googleapis.com/bank.v1.Balance".into(),
                 value: vec![],
             })),
         };
-        assert!(matches!(
-            payload_to_json(typed),
-            Err(Error::TypedPayload { .. })
-        ));
+        assert!(matches!(payload_to_json(typed), Err(Error::TypedPayload { .. })));
     }
 }

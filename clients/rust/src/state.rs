@@ -8,9 +8,8 @@
 use std::collections::HashMap;
 
 use kar_proto::v1::{
-    ActorRef, ClearSubmapRequest, DeleteAllRequest, DeleteRequest, GetAllRequest, GetRequest,
-    GetSubmapRequest, KeyList, SetRequest, Submap, UpdateRequest,
-    state_service_client::StateServiceClient,
+    ActorRef, ClearSubmapRequest, DeleteAllRequest, DeleteRequest, GetAllRequest, GetRequest, GetSubmapRequest,
+    KeyList, SetRequest, Submap, UpdateRequest, state_service_client::StateServiceClient,
 };
 use serde_json::Value;
 
@@ -74,25 +73,14 @@ impl StateUpdate {
     }
 
     /// Writes an entry of a submap.
-    pub fn set_sub(
-        mut self,
-        submap: impl Into<String>,
-        key: impl Into<String>,
-        value: Value,
-    ) -> StateUpdate {
-        self.submap_updates
-            .entry(submap.into())
-            .or_default()
-            .insert(key.into(), value);
+    pub fn set_sub(mut self, submap: impl Into<String>, key: impl Into<String>, value: Value) -> StateUpdate {
+        self.submap_updates.entry(submap.into()).or_default().insert(key.into(), value);
         self
     }
 
     /// Removes an entry of a submap.
     pub fn remove_sub(mut self, submap: impl Into<String>, key: impl Into<String>) -> StateUpdate {
-        self.submap_removals
-            .entry(submap.into())
-            .or_default()
-            .push(key.into());
+        self.submap_removals.entry(submap.into()).or_default().push(key.into());
         self
     }
 
@@ -112,20 +100,9 @@ impl StateUpdate {
             submap_updates: self
                 .submap_updates
                 .into_iter()
-                .map(|(name, entries)| {
-                    (
-                        name,
-                        Submap {
-                            entries: to_values(entries),
-                        },
-                    )
-                })
+                .map(|(name, entries)| (name, Submap { entries: to_values(entries) }))
                 .collect(),
-            submap_removals: self
-                .submap_removals
-                .into_iter()
-                .map(|(name, keys)| (name, KeyList { keys }))
-                .collect(),
+            submap_removals: self.submap_removals.into_iter().map(|(name, keys)| (name, KeyList { keys })).collect(),
         }
     }
 }
@@ -149,11 +126,7 @@ pub struct StateClient {
 
 impl StateClient {
     pub(crate) fn new(client: Client, caller: Caller, actor: ActorRef) -> StateClient {
-        StateClient {
-            client,
-            caller,
-            actor,
-        }
+        StateClient { client, caller, actor }
     }
 
     /// The actor type.
@@ -219,59 +192,37 @@ impl StateClient {
     /// Reads the whole state.
     pub async fn get_all(&self) -> Result<ActorState> {
         check_actor(&self.actor)?;
-        let message = GetAllRequest {
-            actor: Some(self.actor.clone()),
-        };
+        let message = GetAllRequest { actor: Some(self.actor.clone()) };
         let request = self.client.request(&self.caller, Rpc::Scoped, message)?;
         let response = with_deadline(request.timeout, self.rpc().get_all(request.inner)).await?;
         Ok(ActorState {
             entries: to_json(response.entries),
-            submaps: response
-                .submaps
-                .into_iter()
-                .map(|(name, submap)| (name, to_json(submap.entries)))
-                .collect(),
+            submaps: response.submaps.into_iter().map(|(name, submap)| (name, to_json(submap.entries))).collect(),
         })
     }
 
     /// Applies a batch of removals and then updates atomically.
     pub async fn update(&self, update: StateUpdate) -> Result<UpdateCounts> {
         check_actor(&self.actor)?;
-        let request = self.client.request(
-            &self.caller,
-            Rpc::Scoped,
-            update.into_request(self.actor.clone()),
-        )?;
+        let request = self.client.request(&self.caller, Rpc::Scoped, update.into_request(self.actor.clone()))?;
         let response = with_deadline(request.timeout, self.rpc().update(request.inner)).await?;
-        Ok(UpdateCounts {
-            added: response.added,
-            removed: response.removed,
-        })
+        Ok(UpdateCounts { added: response.added, removed: response.removed })
     }
 
     /// Deletes the whole state; returns how many entries (submap entries
     /// included) were removed.
     pub async fn delete_all(&self) -> Result<u32> {
         check_actor(&self.actor)?;
-        let message = DeleteAllRequest {
-            actor: Some(self.actor.clone()),
-        };
+        let message = DeleteAllRequest { actor: Some(self.actor.clone()) };
         let request = self.client.request(&self.caller, Rpc::Scoped, message)?;
-        Ok(
-            with_deadline(request.timeout, self.rpc().delete_all(request.inner))
-                .await?
-                .removed,
-        )
+        Ok(with_deadline(request.timeout, self.rpc().delete_all(request.inner)).await?.removed)
     }
 
     /// Reads all entries of a submap (empty if it does not exist).
     pub async fn submap(&self, name: &str) -> Result<JsonMap> {
         check_actor(&self.actor)?;
         check_non_empty("submap", name)?;
-        let message = GetSubmapRequest {
-            actor: Some(self.actor.clone()),
-            submap: name.to_owned(),
-        };
+        let message = GetSubmapRequest { actor: Some(self.actor.clone()), submap: name.to_owned() };
         let request = self.client.request(&self.caller, Rpc::Scoped, message)?;
         let response = with_deadline(request.timeout, self.rpc().get_submap(request.inner)).await?;
         Ok(to_json(response.entries))
@@ -293,30 +244,17 @@ impl StateClient {
     pub async fn clear_submap(&self, name: &str) -> Result<u32> {
         check_actor(&self.actor)?;
         check_non_empty("submap", name)?;
-        let message = ClearSubmapRequest {
-            actor: Some(self.actor.clone()),
-            submap: name.to_owned(),
-        };
+        let message = ClearSubmapRequest { actor: Some(self.actor.clone()), submap: name.to_owned() };
         let request = self.client.request(&self.caller, Rpc::Scoped, message)?;
-        Ok(
-            with_deadline(request.timeout, self.rpc().clear_submap(request.inner))
-                .await?
-                .removed,
-        )
+        Ok(with_deadline(request.timeout, self.rpc().clear_submap(request.inner)).await?.removed)
     }
 
     async fn get_entry(&self, key: &str, subkey: &str) -> Result<Option<Value>> {
         check_actor(&self.actor)?;
-        let message = GetRequest {
-            actor: Some(self.actor.clone()),
-            key: key.to_owned(),
-            subkey: subkey.to_owned(),
-        };
+        let message = GetRequest { actor: Some(self.actor.clone()), key: key.to_owned(), subkey: subkey.to_owned() };
         let request = self.client.request(&self.caller, Rpc::Scoped, message)?;
         let response = with_deadline(request.timeout, self.rpc().get(request.inner)).await?;
-        Ok(response
-            .found
-            .then(|| response.value.map(value_to_json).unwrap_or(Value::Null)))
+        Ok(response.found.then(|| response.value.map(value_to_json).unwrap_or(Value::Null)))
     }
 
     async fn set_entry(&self, key: &str, subkey: &str, value: Value) -> Result<bool> {
@@ -328,26 +266,14 @@ impl StateClient {
             value: Some(json_to_value(value)),
         };
         let request = self.client.request(&self.caller, Rpc::Scoped, message)?;
-        Ok(
-            with_deadline(request.timeout, self.rpc().set(request.inner))
-                .await?
-                .created,
-        )
+        Ok(with_deadline(request.timeout, self.rpc().set(request.inner)).await?.created)
     }
 
     async fn delete_entry(&self, key: &str, subkey: &str) -> Result<bool> {
         check_actor(&self.actor)?;
-        let message = DeleteRequest {
-            actor: Some(self.actor.clone()),
-            key: key.to_owned(),
-            subkey: subkey.to_owned(),
-        };
+        let message = DeleteRequest { actor: Some(self.actor.clone()), key: key.to_owned(), subkey: subkey.to_owned() };
         let request = self.client.request(&self.caller, Rpc::Scoped, message)?;
-        Ok(
-            with_deadline(request.timeout, self.rpc().delete(request.inner))
-                .await?
-                .deleted,
-        )
+        Ok(with_deadline(request.timeout, self.rpc().delete(request.inner)).await?.deleted)
     }
 
     fn rpc(&self) -> StateServiceClient<tonic::transport::Channel> {
@@ -356,15 +282,11 @@ impl StateClient {
 }
 
 fn to_values(map: JsonMap) -> HashMap<String, prost_types::Value> {
-    map.into_iter()
-        .map(|(k, v)| (k, json_to_value(v)))
-        .collect()
+    map.into_iter().map(|(k, v)| (k, json_to_value(v))).collect()
 }
 
 fn to_json(map: HashMap<String, prost_types::Value>) -> JsonMap {
-    map.into_iter()
-        .map(|(k, v)| (k, value_to_json(v)))
-        .collect()
+    map.into_iter().map(|(k, v)| (k, value_to_json(v))).collect()
 }
 
 #[cfg(test)]
@@ -379,35 +301,18 @@ mod tests {
             .remove("old")
             .set_sub("history", "t1", json!("deposit"))
             .remove_sub("history", "t0");
-        let request = update.into_request(ActorRef {
-            r#type: "Account".into(),
-            id: "a".into(),
-        });
+        let request = update.into_request(ActorRef { r#type: "Account".into(), id: "a".into() });
         assert_eq!(request.updates.len(), 1);
         assert_eq!(request.removals, vec!["old".to_owned()]);
         assert_eq!(request.submap_updates["history"].entries.len(), 1);
-        assert_eq!(
-            request.submap_removals["history"].keys,
-            vec!["t0".to_owned()]
-        );
+        assert_eq!(request.submap_removals["history"].keys, vec!["t0".to_owned()]);
     }
 
     #[tokio::test]
     async fn a_state_client_without_an_actor_is_refused_locally() {
         let client = Client::connect_lazy("127.0.0.1:1").unwrap();
         let state = client.state("", "");
-        assert_eq!(
-            state.get("k").await.unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            client
-                .state("A", "1")
-                .get_sub("k", "")
-                .await
-                .unwrap_err()
-                .message(),
-            "subkey must not be empty"
-        );
+        assert_eq!(state.get("k").await.unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(client.state("A", "1").get_sub("k", "").await.unwrap_err().message(), "subkey must not be empty");
     }
 }

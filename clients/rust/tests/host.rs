@@ -9,10 +9,10 @@ use kar_client::host::{ActorHost, AppError, Context, Reply};
 use kar_client::json::{json_payload, json_to_value, payload_to_json};
 use kar_client::kar_proto::metadata;
 use kar_client::kar_proto::v1::{
-    ActorRef, AttachRequest, AttachResponse, CallActorRequest, CallActorResponse, Invocation,
-    InvocationContext, InvocationKind, InvocationResult, Register, Registered, RemoveActorRequest,
-    RemoveActorResponse, TellActorRequest, TellActorResponse, actors_service_server,
-    app_service_server, attach_request, attach_response, call_actor_response, invocation_result,
+    ActorRef, AttachRequest, AttachResponse, CallActorRequest, CallActorResponse, Invocation, InvocationContext,
+    InvocationKind, InvocationResult, Register, Registered, RemoveActorRequest, RemoveActorResponse, TellActorRequest,
+    TellActorResponse, actors_service_server, app_service_server, attach_request, attach_response, call_actor_response,
+    invocation_result,
 };
 use kar_client::{Actor, Client, async_trait};
 use serde_json::{Value, json};
@@ -30,17 +30,10 @@ struct Session {
 impl Session {
     async fn invoke(&mut self, invocation: Invocation) -> InvocationResult {
         let delivery_id = invocation.delivery_id;
-        let message = AttachResponse {
-            message: Some(attach_response::Message::Invocation(invocation)),
-        };
-        self.outgoing
-            .send(Ok(message))
-            .await
-            .expect("host is listening");
+        let message = AttachResponse { message: Some(attach_response::Message::Invocation(invocation)) };
+        self.outgoing.send(Ok(message)).await.expect("host is listening");
         match self.incoming.message().await.expect("stream is open") {
-            Some(AttachRequest {
-                message: Some(attach_request::Message::Result(result)),
-            }) => {
+            Some(AttachRequest { message: Some(attach_request::Message::Result(result)) }) => {
                 assert_eq!(result.delivery_id, delivery_id);
                 result
             }
@@ -57,35 +50,17 @@ struct FakeApp {
 impl app_service_server::AppService for FakeApp {
     type AttachStream = ReceiverStream<Result<AttachResponse, Status>>;
 
-    async fn attach(
-        &self,
-        request: Request<Streaming<AttachRequest>>,
-    ) -> Result<Response<Self::AttachStream>, Status> {
+    async fn attach(&self, request: Request<Streaming<AttachRequest>>) -> Result<Response<Self::AttachStream>, Status> {
         let mut incoming = request.into_inner();
         let register = match incoming.message().await? {
-            Some(AttachRequest {
-                message: Some(attach_request::Message::Register(register)),
-            }) => register,
+            Some(AttachRequest { message: Some(attach_request::Message::Register(register)) }) => register,
             _ => return Err(Status::invalid_argument("Register must come first")),
         };
         let (outgoing, rx) = mpsc::channel(16);
-        let registered = Registered {
-            component_id: "c-1".into(),
-            runtime_id: "rt-1".into(),
-        };
-        let _ = outgoing
-            .send(Ok(AttachResponse {
-                message: Some(attach_response::Message::Registered(registered)),
-            }))
-            .await;
-        let _ = self
-            .sessions
-            .send(Session {
-                register,
-                incoming,
-                outgoing,
-            })
-            .await;
+        let registered = Registered { component_id: "c-1".into(), runtime_id: "rt-1".into() };
+        let _ =
+            outgoing.send(Ok(AttachResponse { message: Some(attach_response::Message::Registered(registered)) })).await;
+        let _ = self.sessions.send(Session { register, incoming, outgoing }).await;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -99,14 +74,7 @@ struct FakeActors {
 
 impl FakeActors {
     fn record<T>(&self, request: &Request<T>, method: &str) {
-        let get = |key: &str| {
-            request
-                .metadata()
-                .get(key)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
+        let get = |key: &str| request.metadata().get(key).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         self.recorded.lock().unwrap().push((
             get(metadata::FLOW_ID),
             get(metadata::CALLER_ID),
@@ -118,32 +86,18 @@ impl FakeActors {
 
 #[async_trait]
 impl actors_service_server::ActorsService for FakeActors {
-    async fn call_actor(
-        &self,
-        request: Request<CallActorRequest>,
-    ) -> Result<Response<CallActorResponse>, Status> {
+    async fn call_actor(&self, request: Request<CallActorRequest>) -> Result<Response<CallActorResponse>, Status> {
         self.record(&request, &request.get_ref().method);
         let result = call_actor_response::Result::Json(json_to_value(json!("called")));
-        Ok(Response::new(CallActorResponse {
-            result: Some(result),
-            request_id: "child".into(),
-        }))
+        Ok(Response::new(CallActorResponse { result: Some(result), request_id: "child".into() }))
     }
 
-    async fn tell_actor(
-        &self,
-        request: Request<TellActorRequest>,
-    ) -> Result<Response<TellActorResponse>, Status> {
+    async fn tell_actor(&self, request: Request<TellActorRequest>) -> Result<Response<TellActorResponse>, Status> {
         self.record(&request, &request.get_ref().method);
-        Ok(Response::new(TellActorResponse {
-            request_id: "told".into(),
-        }))
+        Ok(Response::new(TellActorResponse { request_id: "told".into() }))
     }
 
-    async fn remove_actor(
-        &self,
-        _: Request<RemoveActorRequest>,
-    ) -> Result<Response<RemoveActorResponse>, Status> {
+    async fn remove_actor(&self, _: Request<RemoveActorRequest>) -> Result<Response<RemoveActorResponse>, Status> {
         Ok(Response::new(RemoveActorResponse { removed_entries: 0 }))
     }
 }
@@ -154,14 +108,8 @@ async fn fake_runtime() -> (String, mpsc::Receiver<Session>, Recorded) {
     let (sessions, sessions_rx) = mpsc::channel(4);
     let recorded = Recorded::default();
     let server = tonic::transport::Server::builder()
-        .add_service(app_service_server::AppServiceServer::new(FakeApp {
-            sessions,
-        }))
-        .add_service(actors_service_server::ActorsServiceServer::new(
-            FakeActors {
-                recorded: recorded.clone(),
-            },
-        ))
+        .add_service(app_service_server::AppServiceServer::new(FakeApp { sessions }))
+        .add_service(actors_service_server::ActorsServiceServer::new(FakeActors { recorded: recorded.clone() }))
         .serve_with_incoming(TcpListenerStream::new(listener));
     tokio::spawn(server);
     (addr, sessions_rx, recorded)
@@ -186,9 +134,7 @@ impl Actor for Counter {
 
     async fn invoke(&self, ctx: &Context, method: &str, args: Value) -> Result<Reply, AppError> {
         match method {
-            "whoami" => {
-                Ok(json!({"id": ctx.actor_id(), "attempt": ctx.attempt(), "args": args}).into())
-            }
+            "whoami" => Ok(json!({"id": ctx.actor_id(), "attempt": ctx.attempt(), "args": args}).into()),
             _ => Err(ctx.no_such_method()),
         }
     }
@@ -198,25 +144,14 @@ impl Actor for Counter {
     }
 }
 
-fn invocation(
-    delivery_id: u64,
-    kind: InvocationKind,
-    actor: Option<(&str, &str)>,
-    method: &str,
-) -> Invocation {
+fn invocation(delivery_id: u64, kind: InvocationKind, actor: Option<(&str, &str)>, method: &str) -> Invocation {
     Invocation {
         delivery_id,
         kind: kind as i32,
-        actor: actor.map(|(t, id)| ActorRef {
-            r#type: t.into(),
-            id: id.into(),
-        }),
+        actor: actor.map(|(t, id)| ActorRef { r#type: t.into(), id: id.into() }),
         method: method.into(),
         payload: Some(json_payload(json!([1]))),
-        context: Some(InvocationContext {
-            flow_id: "flow-1".into(),
-            request_id: format!("req-{delivery_id}"),
-        }),
+        context: Some(InvocationContext { flow_id: "flow-1".into(), request_id: format!("req-{delivery_id}") }),
         attempt: 1,
         ..Invocation::default()
     }
@@ -245,9 +180,7 @@ async fn the_host_registers_runs_invocations_and_propagates_the_invocation_conte
     let host = ActorHost::new(client)
         .name("test-app")
         .max_concurrency(8)
-        .actor("Counter", move |_id| Counter {
-            counts: factory_counts.clone(),
-        })
+        .actor("Counter", move |_id| Counter { counts: factory_counts.clone() })
         .actor_fn("Crash", |_ctx, _method, _args| async move {
             if true {
                 panic!("boom");
@@ -267,120 +200,49 @@ async fn the_host_registers_runs_invocations_and_propagates_the_invocation_conte
 
     let mut session = sessions.recv().await.unwrap();
     assert_eq!(session.register.name, "test-app");
-    assert_eq!(
-        session.register.actor_types,
-        vec!["Counter".to_owned(), "Crash".to_owned()]
-    );
+    assert_eq!(session.register.actor_types, vec!["Counter".to_owned(), "Crash".to_owned()]);
     assert_eq!(session.register.service, "relay");
     assert_eq!(session.register.max_concurrency, 8);
 
     // A method on an instance that was never activated here activates it first.
-    let result = session
-        .invoke(invocation(
-            1,
-            InvocationKind::ActorMethod,
-            Some(("Counter", "a")),
-            "whoami",
-        ))
-        .await;
+    let result = session.invoke(invocation(1, InvocationKind::ActorMethod, Some(("Counter", "a")), "whoami")).await;
     assert_eq!(value(result), json!({"id": "a", "attempt": 1, "args": [1]}));
     assert_eq!(counts.activations.load(Ordering::SeqCst), 1);
 
     // An explicit activation of an active instance does not activate it twice.
-    let result = session
-        .invoke(invocation(
-            2,
-            InvocationKind::Activate,
-            Some(("Counter", "a")),
-            "",
-        ))
-        .await;
+    let result = session.invoke(invocation(2, InvocationKind::Activate, Some(("Counter", "a")), "")).await;
     assert_eq!(value(result), Value::Null);
     assert_eq!(counts.activations.load(Ordering::SeqCst), 1);
 
-    let err = error(
-        session
-            .invoke(invocation(
-                3,
-                InvocationKind::ActorMethod,
-                Some(("Counter", "a")),
-                "fly",
-            ))
-            .await,
-    );
+    let err = error(session.invoke(invocation(3, InvocationKind::ActorMethod, Some(("Counter", "a")), "fly")).await);
     assert_eq!(err.code, tonic::Code::Unimplemented as i32);
     assert_eq!(err.message, "no method fly on actor type Counter");
 
     // A panicking handler is an INTERNAL application error; the host lives on.
-    let err = error(
-        session
-            .invoke(invocation(
-                4,
-                InvocationKind::ActorMethod,
-                Some(("Crash", "c")),
-                "go",
-            ))
-            .await,
-    );
+    let err = error(session.invoke(invocation(4, InvocationKind::ActorMethod, Some(("Crash", "c")), "go")).await);
     assert_eq!(err.code, tonic::Code::Internal as i32);
     assert!(err.message.contains("boom"), "{}", err.message);
 
     // Calls and tells from a handler carry flow, caller and a 1-based sequence.
     let mut relay = invocation(5, InvocationKind::ServiceMethod, None, "go");
     relay.service = "relay".into();
-    assert_eq!(
-        value(session.invoke(relay).await),
-        json!(["called", "told"])
-    );
+    assert_eq!(value(session.invoke(relay).await), json!(["called", "told"]));
     assert_eq!(
         *recorded.lock().unwrap(),
         vec![
-            (
-                "flow-1".to_owned(),
-                "req-5".to_owned(),
-                "1".to_owned(),
-                "first".to_owned()
-            ),
-            (
-                "flow-1".to_owned(),
-                "req-5".to_owned(),
-                "2".to_owned(),
-                "second".to_owned()
-            ),
+            ("flow-1".to_owned(), "req-5".to_owned(), "1".to_owned(), "first".to_owned()),
+            ("flow-1".to_owned(), "req-5".to_owned(), "2".to_owned(), "second".to_owned()),
         ]
     );
 
-    let err = error(
-        session
-            .invoke(invocation(
-                6,
-                InvocationKind::ActorMethod,
-                Some(("Ghost", "g")),
-                "x",
-            ))
-            .await,
-    );
+    let err = error(session.invoke(invocation(6, InvocationKind::ActorMethod, Some(("Ghost", "g")), "x")).await);
     assert_eq!(err.code, tonic::Code::NotFound as i32);
 
     // Deactivation drops the instance; the next method makes a new one.
-    let result = session
-        .invoke(invocation(
-            7,
-            InvocationKind::Deactivate,
-            Some(("Counter", "a")),
-            "",
-        ))
-        .await;
+    let result = session.invoke(invocation(7, InvocationKind::Deactivate, Some(("Counter", "a")), "")).await;
     assert_eq!(value(result), Value::Null);
     assert_eq!(counts.deactivations.load(Ordering::SeqCst), 1);
-    session
-        .invoke(invocation(
-            8,
-            InvocationKind::ActorMethod,
-            Some(("Counter", "a")),
-            "whoami",
-        ))
-        .await;
+    session.invoke(invocation(8, InvocationKind::ActorMethod, Some(("Counter", "a")), "whoami")).await;
     assert_eq!(counts.activations.load(Ordering::SeqCst), 2);
 
     // Shutdown ends the component's half of the stream.

@@ -87,7 +87,10 @@ macro_rules! result_into {
 
 #[tonic::async_trait]
 impl ActorsService for ActorsApi {
-    async fn call_actor(&self, request: Request<v1::CallActorRequest>) -> Result<Response<v1::CallActorResponse>, Status> {
+    async fn call_actor(
+        &self,
+        request: Request<v1::CallActorRequest>,
+    ) -> Result<Response<v1::CallActorResponse>, Status> {
         let actor = convert::actor_ref(request.get_ref().actor.as_ref())?;
         let method = required_method(&request.get_ref().method)?;
         let payload = payload_of!(request.get_ref().payload.clone(), call_actor_request);
@@ -97,7 +100,10 @@ impl ActorsService for ActorsApi {
         Ok(Response::new(v1::CallActorResponse { result: result_into!(result, call_actor_response), request_id }))
     }
 
-    async fn tell_actor(&self, request: Request<v1::TellActorRequest>) -> Result<Response<v1::TellActorResponse>, Status> {
+    async fn tell_actor(
+        &self,
+        request: Request<v1::TellActorRequest>,
+    ) -> Result<Response<v1::TellActorResponse>, Status> {
         let actor = convert::actor_ref(request.get_ref().actor.as_ref())?;
         let method = required_method(&request.get_ref().method)?;
         let payload = payload_of!(request.get_ref().payload.clone(), tell_actor_request);
@@ -156,4 +162,3 @@ impl ServicesService for ServicesApi {
         Ok(Response::new(v1::TellServiceResponse { request_id }))
     }
 }
-

@@ -5,9 +5,9 @@
 //! retried.
 
 use super::{convert, status};
+use crate::engine::Engine;
 use crate::engine::components::Registration;
 use crate::engine::types::{ActorId, Delivery, DeliveryKind, DeliveryResult, TailCall, Target};
-use crate::engine::Engine;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use kar_proto::v1::{self, app_service_server::AppService};
@@ -58,7 +58,9 @@ fn invocation(delivery: Delivery) -> v1::AttachResponse {
 
 fn result(result: v1::InvocationResult) -> (u64, DeliveryResult) {
     let outcome = match result.outcome {
-        Some(v1::invocation_result::Outcome::Value(payload)) => DeliveryResult::Value(Bytes::from(payload.encode_to_vec())),
+        Some(v1::invocation_result::Outcome::Value(payload)) => {
+            DeliveryResult::Value(Bytes::from(payload.encode_to_vec()))
+        }
         Some(v1::invocation_result::Outcome::Error(e)) => DeliveryResult::AppError { code: e.code, message: e.message },
         Some(v1::invocation_result::Outcome::TailCall(t)) => match tail_call(t) {
             Ok(next) => DeliveryResult::TailCall(next),
@@ -117,7 +119,9 @@ impl AppService for AppApi {
                         let (delivery_id, outcome) = result(r);
                         engine.answer(&reader_component, delivery_id, outcome);
                     }
-                    Ok(Some(_)) => tracing::warn!(component = %reader_component, "ignoring an unexpected message on attach"),
+                    Ok(Some(_)) => {
+                        tracing::warn!(component = %reader_component, "ignoring an unexpected message on attach")
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::info!(component = %reader_component, error = %e, "attach stream broke");

@@ -1,8 +1,8 @@
 //! Conversions between `kar.v1` wire messages and the engine's types, and the
 //! reading of the invocation context and deadline from gRPC metadata.
 
-use crate::engine::types::{ActorId, UnixMillis, now_millis};
 use crate::engine::CallContext;
+use crate::engine::types::{ActorId, UnixMillis, now_millis};
 use bytes::Bytes;
 use kar_proto::metadata as keys;
 use kar_proto::v1;
@@ -66,10 +66,9 @@ pub(crate) fn decode_value(bytes: &[u8]) -> prost_types::Value {
 fn text<'a>(metadata: &'a MetadataMap, key: &str) -> Result<Option<&'a str>, Status> {
     match metadata.get(key) {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(Some)
-            .map_err(|_| super::status::invalid(key, &format!("metadata {key} is not valid ASCII"))),
+        Some(v) => {
+            v.to_str().map(Some).map_err(|_| super::status::invalid(key, &format!("metadata {key} is not valid ASCII")))
+        }
     }
 }
 
@@ -98,10 +97,8 @@ pub(crate) fn flow(metadata: &MetadataMap) -> Result<Option<String>, Status> {
 /// Reads the idempotency key of a caller outside any handler.
 pub(crate) fn request_id(metadata: &MetadataMap) -> Result<Option<String>, Status> {
     let id = text(metadata, keys::REQUEST_ID)?.filter(|s| !s.is_empty());
-    if let Some(id) = id {
-        if id.len() > 256 {
-            return Err(super::status::invalid(keys::REQUEST_ID, "kar-request-id is longer than 256 characters"));
-        }
+    if id.is_some_and(|id| id.len() > 256) {
+        return Err(super::status::invalid(keys::REQUEST_ID, "kar-request-id is longer than 256 characters"));
     }
     Ok(id.map(str::to_owned))
 }

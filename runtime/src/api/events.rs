@@ -82,7 +82,10 @@ impl EventsService for EventsApi {
         Ok(Response::new(v1::DeleteTopicResponse { deleted }))
     }
 
-    async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<v1::SubscribeResponse>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<v1::SubscribeResponse>, Status> {
         let r = request.into_inner();
         if r.subscription_id.is_empty() {
             return Err(status::invalid("subscription_id", "subscription_id is required"));

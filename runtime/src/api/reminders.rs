@@ -42,10 +42,9 @@ fn to_proto(r: ReminderRecord) -> v1::Reminder {
         method: r.method,
         payload: Some(convert::decode_payload(&r.payload)),
         next_fire_time: Some(convert::timestamp(r.next_due)),
-        period: r.period_ms.map(|ms| prost_types::Duration {
-            seconds: (ms / 1000) as i64,
-            nanos: ((ms % 1000) * 1_000_000) as i32,
-        }),
+        period: r
+            .period_ms
+            .map(|ms| prost_types::Duration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }),
     }
 }
 

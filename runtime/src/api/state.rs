@@ -49,7 +49,8 @@ impl StateService for StateApi {
         let actor = convert::actor_ref(r.actor.as_ref())?;
         let (submap, key) = address(&r.key, &r.subkey)?;
         let value = convert::encode_value(r.value.as_ref(), "value", self.limits.max_payload_bytes)?;
-        let created = self.engine.store().set(&actor, Entry { submap, key, value }).await.map_err(status::from_store)?;
+        let created =
+            self.engine.store().set(&actor, Entry { submap, key, value }).await.map_err(status::from_store)?;
         Ok(Response::new(v1::SetResponse { created }))
     }
 
@@ -94,7 +95,11 @@ impl StateService for StateApi {
         for (key, value) in r.updates {
             let field = format!("updates[{key}]");
             let key = required(&key, "updates")?;
-            update.updates.push(Entry { submap: String::new(), key, value: convert::encode_value(Some(&value), &field, limit)? });
+            update.updates.push(Entry {
+                submap: String::new(),
+                key,
+                value: convert::encode_value(Some(&value), &field, limit)?,
+            });
         }
         for (submap, entries) in r.submap_updates {
             let submap = required(&submap, "submap_updates")?;

@@ -16,11 +16,7 @@ pub(crate) const DOMAIN: &str = "kar.dev";
 
 /// `INVALID_ARGUMENT` naming the offending field.
 pub(crate) fn invalid(field: &str, message: &str) -> Status {
-    Status::with_error_details(
-        Code::InvalidArgument,
-        message,
-        ErrorDetails::with_bad_request_violation(field, message),
-    )
+    Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request_violation(field, message))
 }
 
 fn with_reason(code: Code, message: String, reason: &str) -> Status {

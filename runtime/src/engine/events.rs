@@ -35,9 +35,7 @@ pub fn check_topic_name(topic: &str) -> Result<(), Error> {
     if valid {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "topic: {topic:?} must be 1 to 200 letters, digits, '.', '_' or '-'"
-        )))
+        Err(Error::InvalidArgument(format!("topic: {topic:?} must be 1 to 200 letters, digits, '.', '_' or '-'")))
     }
 }
 
@@ -99,7 +97,13 @@ impl Engine {
             }
             return Ok(false);
         }
-        let record = SubscriptionRecord { id: id.clone(), topic, target, method, next_offset: if from_oldest { 0 } else { end } };
+        let record = SubscriptionRecord {
+            id: id.clone(),
+            topic,
+            target,
+            method,
+            next_offset: if from_oldest { 0 } else { end },
+        };
         let created = self.shared.store.put_subscription(record).await?;
         self.spawn_delivery(id);
         Ok(created)
@@ -147,7 +151,8 @@ impl Engine {
             tokio::pin!(published);
             published.as_mut().enable();
             let Some(subscription) = self.shared.store.subscription(id).await? else { return Ok(()) };
-            let events = match self.shared.topics.read(&subscription.topic, subscription.next_offset, READ_BATCH).await {
+            let events = match self.shared.topics.read(&subscription.topic, subscription.next_offset, READ_BATCH).await
+            {
                 Ok(events) => events,
                 Err(topics::Error::NoSuchTopic(_)) => {
                     self.shared.store.delete_subscription(id).await?;

@@ -398,10 +398,12 @@ impl Engine {
         }
         let id = request.id.clone();
         // A repeated id whose outcome is on record gets it back (G3, G4).
-        if request.keep_outcome && !self.lock().requests.contains_key(&id) {
-            if let Some(outcome) = self.shared.log.outcome(&id).await? {
-                return Ok((id, Accepted::Done(outcome)));
-            }
+        let in_flight = self.lock().requests.contains_key(&id);
+        if request.keep_outcome
+            && !in_flight
+            && let Some(outcome) = self.shared.log.outcome(&id).await?
+        {
+            return Ok((id, Accepted::Done(outcome)));
         }
         let (waiter, receiver) = oneshot::channel();
         let durable = {
@@ -420,10 +422,9 @@ impl Engine {
             }
             let request = Arc::new(request);
             let durable = self.shared.log.append(vec![(*request).clone()]);
-            state.requests.insert(
-                id.clone(),
-                Entry { request, attempt: 0, status: Status::Pending, waiters: vec![waiter] },
-            );
+            state
+                .requests
+                .insert(id.clone(), Entry { request, attempt: 0, status: Status::Pending, waiters: vec![waiter] });
             if kind != RequestKind::Tell {
                 // A call may start before its record is durable: nobody learns
                 // of its outcome before the completion, which is ordered after
@@ -458,7 +459,9 @@ impl Engine {
     fn build_request(&self, kind: RequestKind, submission: Submission) -> Result<Request, Error> {
         let Submission { target, method, payload, context, request_id, deadline } = submission;
         match &target {
-            Target::Actor(a) if a.kind.is_empty() => return Err(Error::InvalidArgument("actor.type is required".into())),
+            Target::Actor(a) if a.kind.is_empty() => {
+                return Err(Error::InvalidArgument("actor.type is required".into()));
+            }
             Target::Actor(a) if a.id.is_empty() => return Err(Error::InvalidArgument("actor.id is required".into())),
             Target::Service(s) if s.is_empty() => return Err(Error::InvalidArgument("service is required".into())),
             _ => {}
@@ -486,7 +489,8 @@ impl Engine {
                         context.caller_id
                     )));
                 };
-                let caller = Caller { request_id: context.caller_id.clone(), epoch: self.shared.epoch, attempt: entry.attempt };
+                let caller =
+                    Caller { request_id: context.caller_id.clone(), epoch: self.shared.epoch, attempt: entry.attempt };
                 debug_assert_eq!(split_invocation_id(&caller.request_id).0, caller_request);
                 let id = format!("{}.{}", context.caller_id, context.seq);
                 let flow = if kind == RequestKind::Tell { id.clone() } else { context.flow };
@@ -549,12 +553,12 @@ impl Engine {
                 }
                 Step::Deliver { component, delivery, activate } => {
                     if let Some(activation) = activate {
-                        match self.deliver(&component, activation).await {
+                        match self.deliver(&component, *activation).await {
                             Some(DeliveryResult::Value(_)) => {
-                                if let Target::Actor(actor) = &delivery.target {
-                                    if let Some(slot) = self.lock().actors.get_mut(actor) {
-                                        slot.activated_on = Some(component.clone());
-                                    }
+                                if let Target::Actor(actor) = &delivery.target
+                                    && let Some(slot) = self.lock().actors.get_mut(actor)
+                                {
+                                    slot.activated_on = Some(component.clone());
                                 }
                             }
                             Some(DeliveryResult::AppError { code, message }) => {
@@ -570,7 +574,7 @@ impl Engine {
                             }
                         }
                     }
-                    match self.deliver(&component, delivery).await {
+                    match self.deliver(&component, *delivery).await {
                         Some(DeliveryResult::Value(bytes)) => return self.complete(&id, Outcome::Value(bytes)).await,
                         Some(DeliveryResult::TailCall(next)) => return self.tail_call(&id, next).await,
                         Some(DeliveryResult::AppError { code, message }) => {
@@ -660,7 +664,7 @@ impl Engine {
             }
             Target::Service(_) => None,
         };
-        Step::Deliver { component, delivery, activate }
+        Step::Deliver { component, delivery: Box::new(delivery), activate: activate.map(Box::new) }
     }
 
     /// Sends a delivery and waits for the answer; `None` if the component went
@@ -763,7 +767,8 @@ impl Engine {
             return;
         }
         tracing::debug!(request = id, step = next_request.step, target = %next_request.target, "tail call");
-        let keeps_turn = matches!(current.target, Target::Actor(_)) && current.target == next.target && !next.release_turn;
+        let keeps_turn =
+            matches!(current.target, Target::Actor(_)) && current.target == next.target && !next.release_turn;
         let mut state = self.lock();
         let Some(entry) = state.requests.get_mut(id) else { return };
         entry.request = Arc::new(next_request);
@@ -790,11 +795,7 @@ impl Engine {
         };
         // A cancelled orphan leaves no record, so its reissue runs.
         let keep = request.keep_outcome && outcome != Outcome::Failed(Failure::Cancelled);
-        let completion = Completion {
-            request_id: id.to_owned(),
-            outcome: keep.then(|| outcome.clone()),
-            next: vec![],
-        };
+        let completion = Completion { request_id: id.to_owned(), outcome: keep.then(|| outcome.clone()), next: vec![] };
         if let Err(e) = self.shared.log.complete(vec![completion]).await {
             // The outcome is not durable: the request stays pending and runs
             // again after the runtime restarts. Callers hear the failure.
@@ -943,7 +944,8 @@ impl Engine {
 
     fn spawn_housekeeping(&self) {
         let weak = Arc::downgrade(&self.shared);
-        let period = (self.shared.options.actor_idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        let period =
+            (self.shared.options.actor_idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             let mut generations = 0u32;
@@ -980,7 +982,8 @@ impl Engine {
         let mut forget = Vec::new();
         let mut deactivate = Vec::new();
         for (actor, slot) in state.actors.iter_mut() {
-            let unused = slot.flow.is_none() && slot.queue.is_empty() && slot.last_used.is_none_or(|t| t.elapsed() >= idle);
+            let unused =
+                slot.flow.is_none() && slot.queue.is_empty() && slot.last_used.is_none_or(|t| t.elapsed() >= idle);
             if !unused {
                 continue;
             }
@@ -1024,7 +1027,7 @@ enum Step {
     Park,
     Gone,
     Remove(ActorId, Option<String>),
-    Deliver { component: String, delivery: Delivery, activate: Option<Delivery> },
+    Deliver { component: String, delivery: Box<Delivery>, activate: Option<Box<Delivery>> },
 }
 
 /// Picks a component that matches, spreading load round robin.

@@ -83,11 +83,7 @@ async fn completion_removes_records_and_appends_atomically(log: &impl Log) {
     log.complete(vec![
         Completion { request_id: "a".into(), outcome: Some(value.clone()), next: vec![request("a2")] },
         Completion { request_id: "b".into(), outcome: None, next: vec![] },
-        Completion {
-            request_id: "c".into(),
-            outcome: Some(Outcome::Failed(Failure::Cancelled)),
-            next: vec![],
-        },
+        Completion { request_id: "c".into(), outcome: Some(Outcome::Failed(Failure::Cancelled)), next: vec![] },
     ])
     .await
     .expect("complete");

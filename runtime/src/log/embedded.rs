@@ -92,10 +92,7 @@ impl Log for EmbeddedLog {
     }
 
     fn append(&self, requests: Vec<Request>) -> Durable {
-        self.db
-            .write(move |txn| append_in(txn, &requests))
-            .map(|r| r.map_err(Error::from))
-            .boxed()
+        self.db.write(move |txn| append_in(txn, &requests)).map(|r| r.map_err(Error::from)).boxed()
     }
 
     fn complete(&self, completions: Vec<Completion>) -> Durable {

@@ -45,7 +45,8 @@ async fn reminders_are_stored_listed_and_come_due(store: &impl StateStore) {
     assert_eq!(store.list_reminders(Some("R"), None).await.expect("list").len(), 3);
     assert_eq!(store.list_reminders(None, None).await.expect("list").len(), 4);
     let due = store.due_reminders(200, 10).await.expect("due");
-    let due: Vec<(&str, &str, u64)> = due.iter().map(|r| (r.actor.kind.as_str(), r.actor.id.as_str(), r.next_due)).collect();
+    let due: Vec<(&str, &str, u64)> =
+        due.iter().map(|r| (r.actor.kind.as_str(), r.actor.id.as_str(), r.next_due)).collect();
     assert_eq!(due, vec![("S", "a", 50), ("R", "a", 150), ("R", "b", 200)], "due ones, earliest first");
     assert_eq!(store.due_reminders(200, 1).await.expect("due").len(), 1, "limit holds");
     assert_eq!(store.cancel_reminders(&ActorId::new("R", "a"), None).await.expect("cancel"), 2);
@@ -62,7 +63,11 @@ async fn advancing_a_reminder_is_conditional(store: &impl StateStore) {
     store.advance_reminder(&actor, "p", 100, Some(110)).await.expect("advance");
     assert_eq!(store.list_reminders(Some("Adv"), Some("x")).await.expect("list")[0].next_due, 110);
     store.advance_reminder(&actor, "p", 100, Some(999)).await.expect("stale advance");
-    assert_eq!(store.list_reminders(Some("Adv"), Some("x")).await.expect("list")[0].next_due, 110, "a stale advance changes nothing");
+    assert_eq!(
+        store.list_reminders(Some("Adv"), Some("x")).await.expect("list")[0].next_due,
+        110,
+        "a stale advance changes nothing"
+    );
     assert!(store.due_reminders(105, 10).await.expect("due").iter().all(|r| r.actor != actor));
     store.advance_reminder(&actor, "p", 110, None).await.expect("finish");
     assert!(store.list_reminders(Some("Adv"), None).await.expect("list").is_empty(), "a one-shot is deleted");

@@ -3,9 +3,9 @@
 //! state of one actor (and of one submap) is a contiguous range.
 
 use super::{Entry, ReminderRecord, Result, StateStore, SubscriptionRecord, Update, UpdateCounts};
-use crate::engine::types::UnixMillis;
 use crate::embedded::{self, EmbeddedDb};
 use crate::engine::types::ActorId;
+use crate::engine::types::UnixMillis;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -69,7 +69,11 @@ impl EmbeddedStateStore {
             if kind != actor.kind || id != actor.id || submap.is_some_and(|s| s != sub) {
                 break;
             }
-            entries.push(Entry { submap: sub.to_owned(), key: k.to_owned(), value: Bytes::copy_from_slice(value.value()) });
+            entries.push(Entry {
+                submap: sub.to_owned(),
+                key: k.to_owned(),
+                value: Bytes::copy_from_slice(value.value()),
+            });
         }
         Ok(entries)
     }
@@ -159,7 +163,8 @@ impl StateStore for EmbeddedStateStore {
                 let mut table = txn.open_table(STATE)?;
                 let mut counts = UpdateCounts::default();
                 for (submap, key) in &update.removals {
-                    if table.remove((actor.kind.as_str(), actor.id.as_str(), submap.as_str(), key.as_str()))?.is_some() {
+                    if table.remove((actor.kind.as_str(), actor.id.as_str(), submap.as_str(), key.as_str()))?.is_some()
+                    {
                         counts.removed += 1;
                     }
                 }
@@ -185,10 +190,7 @@ impl StateStore for EmbeddedStateStore {
 
     fn clear_submap(&self, actor: &ActorId, submap: &str) -> BoxFuture<'static, Result<u32>> {
         let (actor, submap) = (actor.clone(), submap.to_owned());
-        self.db
-            .write(move |txn| remove_range(txn, &actor, Some(&submap)))
-            .map(|r| r.map_err(Into::into))
-            .boxed()
+        self.db.write(move |txn| remove_range(txn, &actor, Some(&submap))).map(|r| r.map_err(Into::into)).boxed()
     }
 
     fn metadata<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
@@ -225,11 +227,7 @@ impl StateStore for EmbeddedStateStore {
         async move {
             let ids: Vec<String> = match id {
                 Some(id) => vec![id],
-                None => store
-                    .read_reminders(Some(&actor.kind), Some(&actor.id))?
-                    .into_iter()
-                    .map(|r| r.id)
-                    .collect(),
+                None => store.read_reminders(Some(&actor.kind), Some(&actor.id))?.into_iter().map(|r| r.id).collect(),
             };
             let cancelled = store
                 .db
@@ -369,12 +367,17 @@ fn delete_reminder_in(
 fn write_reminder_in(txn: &redb::WriteTransaction, r: &ReminderRecord) -> std::result::Result<(), embedded::Error> {
     let bytes = encode(r)?;
     txn.open_table(REMINDERS)?.insert((r.actor.kind.as_str(), r.actor.id.as_str(), r.id.as_str()), bytes.as_slice())?;
-    txn.open_table(REMINDERS_DUE)?.insert((r.next_due, r.actor.kind.as_str(), r.actor.id.as_str(), r.id.as_str()), ())?;
+    txn.open_table(REMINDERS_DUE)?
+        .insert((r.next_due, r.actor.kind.as_str(), r.actor.id.as_str(), r.id.as_str()), ())?;
     Ok(())
 }
 
 impl EmbeddedStateStore {
-    fn read_reminders(&self, kind: Option<&str>, id: Option<&str>) -> std::result::Result<Vec<ReminderRecord>, embedded::Error> {
+    fn read_reminders(
+        &self,
+        kind: Option<&str>,
+        id: Option<&str>,
+    ) -> std::result::Result<Vec<ReminderRecord>, embedded::Error> {
         let txn = self.db.db().begin_read()?;
         let table = read_table!(txn, REMINDERS);
         let mut list = Vec::new();

@@ -22,8 +22,8 @@ pub(crate) mod conformance;
 
 use crate::engine::types::{ActorId, Target, UnixMillis};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
 pub use embedded::EmbeddedStateStore;
 
@@ -146,8 +146,11 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Lists reminders: of one actor (`kind` and `id`), of one type (`kind`
     /// only) or all.
-    fn list_reminders<'a>(&'a self, kind: Option<&'a str>, id: Option<&'a str>)
-    -> BoxFuture<'a, Result<Vec<ReminderRecord>>>;
+    fn list_reminders<'a>(
+        &'a self,
+        kind: Option<&'a str>,
+        id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<ReminderRecord>>>;
 
     /// The reminders due at `now` or earlier, earliest first, at most `limit`.
     fn due_reminders(&self, now: UnixMillis, limit: usize) -> BoxFuture<'_, Result<Vec<ReminderRecord>>>;

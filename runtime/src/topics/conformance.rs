@@ -18,7 +18,10 @@ async fn events_come_back_in_order_from_any_offset(topics: &impl Topics) {
         assert_eq!(topics.publish("orders", Bytes::from(vec![i])).await.expect("publish"), u64::from(i));
     }
     let all = topics.read("orders", 0, 100).await.expect("read");
-    assert_eq!(all.iter().map(|e| (e.offset, e.payload[0])).collect::<Vec<_>>(), vec![(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)]);
+    assert_eq!(
+        all.iter().map(|e| (e.offset, e.payload[0])).collect::<Vec<_>>(),
+        vec![(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)]
+    );
     let tail = topics.read("orders", 3, 1).await.expect("read");
     assert_eq!(tail.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3]);
     assert!(topics.read("orders", 5, 10).await.expect("read").is_empty());

@@ -21,7 +21,7 @@ struct AttemptLog {
 }
 
 impl AttemptLog {
-    fn open(dir: &PathBuf, component: &str) -> std::io::Result<AttemptLog> {
+    fn open(dir: &std::path::Path, component: &str) -> std::io::Result<AttemptLog> {
         let path = dir.join(format!("{component}-{}.jsonl", std::process::id()));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         Ok(AttemptLog { file: Mutex::new(file), component: component.to_owned() })
@@ -245,7 +245,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The actor types of the chaos test (`ChaosCounter`, `ChaosSlow`,
-/// `ChaosCaller`, `ChaosReent`, `ChaosChain`). Every attempt is logged to
+/// `ChaosCaller`, `ChaosReent`, `ChaosChain`, `ChaosTicker`, `ChaosSink`). Every attempt is logged to
 /// `<name>-<pid>.chaoslog` with what the chaos checker needs: a unique attempt
 /// id, the invocation id, flow, actor, process, microsecond timestamps of its
 /// start and of its end (with the result) or of its abandonment (`abort`,
@@ -425,6 +425,10 @@ mod chaos {
                 Ok((result.clone().into(), result))
             }
             ("ChaosReent", "leaf") => Ok((json!("leaf").into(), json!("leaf"))),
+            // A reminder's target ([op]): returns op.
+            ("ChaosTicker", "tick") => Ok((arg(args, 0).clone().into(), arg(args, 0).clone())),
+            // An event subscriber (the event is [op]): returns op.
+            ("ChaosSink", "event") => Ok((arg(args, 0).clone().into(), arg(args, 0).clone())),
             // [op, n, total, ms, mode]: step n of a chain of `total` steps
             // (n from 0); sleeps ms, then tail-calls step n+1 — same actor
             // keeping the turn ("same"), releasing it ("release"), or actor

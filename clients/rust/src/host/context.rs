@@ -130,12 +130,7 @@ impl Context {
 
     /// A handle on an actor whose calls carry the invocation context.
     pub fn actor(&self, actor_type: &str, id: &str) -> ActorProxy {
-        ActorProxy::new(
-            self.inner.client.clone(),
-            self.inner.caller.clone(),
-            actor_type,
-            id,
-        )
+        ActorProxy::new(self.inner.client.clone(), self.inner.caller.clone(), actor_type, id)
     }
 
     /// The state of the invoked actor. For a service invocation every
@@ -160,13 +155,7 @@ impl Context {
     }
 
     /// [`Context::call_actor`] with a raw payload.
-    pub async fn call_actor_payload(
-        &self,
-        actor_type: &str,
-        id: &str,
-        method: &str,
-        args: Payload,
-    ) -> Result<Payload> {
+    pub async fn call_actor_payload(&self, actor_type: &str, id: &str, method: &str, args: Payload) -> Result<Payload> {
         self.actor(actor_type, id).call_payload(method, args).await
     }
 
@@ -183,13 +172,7 @@ impl Context {
     }
 
     /// [`Context::tell_actor`] with a raw payload.
-    pub async fn tell_actor_payload(
-        &self,
-        actor_type: &str,
-        id: &str,
-        method: &str,
-        args: Payload,
-    ) -> Result<String> {
+    pub async fn tell_actor_payload(&self, actor_type: &str, id: &str, method: &str, args: Payload) -> Result<String> {
         self.actor(actor_type, id).tell_payload(method, args).await
     }
 
@@ -200,48 +183,23 @@ impl Context {
         method: &str,
         args: serde_json::Value,
     ) -> Result<serde_json::Value> {
-        payload_to_json(
-            self.call_service_payload(service, method, json_payload(args))
-                .await?,
-        )
+        payload_to_json(self.call_service_payload(service, method, json_payload(args)).await?)
     }
 
     /// [`Context::call_service`] with a raw payload.
-    pub async fn call_service_payload(
-        &self,
-        service: &str,
-        method: &str,
-        args: Payload,
-    ) -> Result<Payload> {
-        self.inner
-            .client
-            .call_service_from(&self.inner.caller, service, method, args)
-            .await
+    pub async fn call_service_payload(&self, service: &str, method: &str, args: Payload) -> Result<Payload> {
+        self.inner.client.call_service_from(&self.inner.caller, service, method, args).await
     }
 
     /// Tells a service method, propagating the invocation context; returns
     /// the request id.
-    pub async fn tell_service(
-        &self,
-        service: &str,
-        method: &str,
-        args: serde_json::Value,
-    ) -> Result<String> {
-        self.tell_service_payload(service, method, json_payload(args))
-            .await
+    pub async fn tell_service(&self, service: &str, method: &str, args: serde_json::Value) -> Result<String> {
+        self.tell_service_payload(service, method, json_payload(args)).await
     }
 
     /// [`Context::tell_service`] with a raw payload.
-    pub async fn tell_service_payload(
-        &self,
-        service: &str,
-        method: &str,
-        args: Payload,
-    ) -> Result<String> {
-        self.inner
-            .client
-            .tell_service_from(&self.inner.caller, service, method, args)
-            .await
+    pub async fn tell_service_payload(&self, service: &str, method: &str, args: Payload) -> Result<String> {
+        self.inner.client.tell_service_from(&self.inner.caller, service, method, args).await
     }
 
     /// The `UNIMPLEMENTED` error for the invoked method: "no method M on
@@ -262,35 +220,13 @@ mod tests {
     use kar_proto::metadata;
 
     fn seq_of(ctx: &Context) -> String {
-        let request = ctx
-            .inner
-            .client
-            .request(&ctx.inner.caller, Rpc::Call, ())
-            .unwrap()
-            .inner;
-        request
-            .metadata()
-            .get(metadata::CALL_SEQ)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned()
+        let request = ctx.inner.client.request(&ctx.inner.caller, Rpc::Call, ()).unwrap().inner;
+        request.metadata().get(metadata::CALL_SEQ).unwrap().to_str().unwrap().to_owned()
     }
 
     fn context(client: Client) -> Context {
-        let target = Target::Actor {
-            actor_type: "Account".into(),
-            id: "alice".into(),
-        };
-        Context::new(
-            client,
-            target,
-            "deposit".into(),
-            2,
-            "f".into(),
-            "r".into(),
-            None,
-        )
+        let target = Target::Actor { actor_type: "Account".into(), id: "alice".into() };
+        Context::new(client, target, "deposit".into(), 2, "f".into(), "r".into(), None)
     }
 
     #[tokio::test]
@@ -301,11 +237,7 @@ mod tests {
         assert_eq!(seq_of(&ctx), "1");
         assert_eq!(seq_of(&clone), "2", "clones share the sequence");
         assert_eq!(seq_of(&ctx), "3");
-        assert_eq!(
-            seq_of(&context(client)),
-            "1",
-            "a new invocation starts again"
-        );
+        assert_eq!(seq_of(&context(client)), "1", "a new invocation starts again");
     }
 
     #[tokio::test]
@@ -315,32 +247,15 @@ mod tests {
         assert_eq!(ctx.actor_id(), Some("alice"));
         assert_eq!(ctx.service(), None);
         assert_eq!(ctx.attempt(), 2);
-        assert_eq!(
-            ctx.no_such_method().message,
-            "no method deposit on actor type Account"
-        );
+        assert_eq!(ctx.no_such_method().message, "no method deposit on actor type Account");
         assert_eq!(ctx.state().actor_id(), "alice");
     }
 
     #[tokio::test]
     async fn state_in_a_service_invocation_is_refused() {
         let client = Client::connect_lazy("127.0.0.1:1").unwrap();
-        let ctx = Context::new(
-            client,
-            Target::Service("teller".into()),
-            "x".into(),
-            1,
-            "f".into(),
-            "r".into(),
-            None,
-        );
-        assert_eq!(
-            ctx.state().get("k").await.unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            ctx.no_such_method().message,
-            "no method x on service teller"
-        );
+        let ctx = Context::new(client, Target::Service("teller".into()), "x".into(), 1, "f".into(), "r".into(), None);
+        assert_eq!(ctx.state().get("k").await.unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(ctx.no_such_method().message, "no method x on service teller");
     }
 }

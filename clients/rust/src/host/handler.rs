@@ -32,21 +32,11 @@ pub trait Actor: Send + Sync + 'static {
 
     /// Runs `method` with JSON arguments (by convention an array). Answer an
     /// unknown method with [`Context::no_such_method`].
-    async fn invoke(
-        &self,
-        ctx: &Context,
-        method: &str,
-        args: serde_json::Value,
-    ) -> Result<Reply, AppError>;
+    async fn invoke(&self, ctx: &Context, method: &str, args: serde_json::Value) -> Result<Reply, AppError>;
 
     /// Runs `method` with raw arguments. The default reads them as JSON and
     /// calls [`Actor::invoke`]; override it to accept typed protobuf messages.
-    async fn invoke_payload(
-        &self,
-        ctx: &Context,
-        method: &str,
-        args: Payload,
-    ) -> Result<Reply, AppError> {
+    async fn invoke_payload(&self, ctx: &Context, method: &str, args: Payload) -> Result<Reply, AppError> {
         self.invoke(ctx, method, json_args(args)?).await
     }
 
@@ -60,21 +50,11 @@ pub trait Actor: Send + Sync + 'static {
 pub trait Service: Send + Sync + 'static {
     /// Runs `method` with JSON arguments. Answer an unknown method with
     /// [`Context::no_such_method`].
-    async fn invoke(
-        &self,
-        ctx: &Context,
-        method: &str,
-        args: serde_json::Value,
-    ) -> Result<Reply, AppError>;
+    async fn invoke(&self, ctx: &Context, method: &str, args: serde_json::Value) -> Result<Reply, AppError>;
 
     /// Runs `method` with raw arguments. The default reads them as JSON and
     /// calls [`Service::invoke`].
-    async fn invoke_payload(
-        &self,
-        ctx: &Context,
-        method: &str,
-        args: Payload,
-    ) -> Result<Reply, AppError> {
+    async fn invoke_payload(&self, ctx: &Context, method: &str, args: Payload) -> Result<Reply, AppError> {
         self.invoke(ctx, method, json_args(args)?).await
     }
 }
@@ -220,15 +200,8 @@ impl AppError {
 
     /// An error with the given code (`OK` is sent as `UNKNOWN`).
     pub fn with_code(code: Code, message: impl Into<String>) -> AppError {
-        let code = if code == Code::Ok {
-            Code::Unknown
-        } else {
-            code
-        };
-        AppError {
-            code,
-            message: message.into(),
-        }
+        let code = if code == Code::Ok { Code::Unknown } else { code };
+        AppError { code, message: message.into() }
     }
 
     /// `INVALID_ARGUMENT`: the arguments are malformed.
@@ -256,17 +229,11 @@ impl AppError {
     /// e.g. `actor type Account` or `service teller`. See also
     /// [`Context::no_such_method`].
     pub fn no_such_method(target: &str, method: &str) -> AppError {
-        AppError::with_code(
-            Code::Unimplemented,
-            format!("no method {method} on {target}"),
-        )
+        AppError::with_code(Code::Unimplemented, format!("no method {method} on {target}"))
     }
 
     pub(crate) fn into_proto(self) -> kar_proto::v1::AppError {
-        kar_proto::v1::AppError {
-            code: self.code as i32,
-            message: self.message,
-        }
+        kar_proto::v1::AppError { code: self.code as i32, message: self.message }
     }
 }
 
@@ -291,9 +258,7 @@ pub struct HandlerFn<F> {
 
 impl<F> Clone for HandlerFn<F> {
     fn clone(&self) -> Self {
-        HandlerFn {
-            f: Arc::clone(&self.f),
-        }
+        HandlerFn { f: Arc::clone(&self.f) }
     }
 }
 
@@ -325,12 +290,7 @@ where
     F: Fn(Context, String, serde_json::Value) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Reply, AppError>> + Send + 'static,
 {
-    async fn invoke(
-        &self,
-        ctx: &Context,
-        method: &str,
-        args: serde_json::Value,
-    ) -> Result<Reply, AppError> {
+    async fn invoke(&self, ctx: &Context, method: &str, args: serde_json::Value) -> Result<Reply, AppError> {
         (self.f)(ctx.clone(), method.to_owned(), args).await
     }
 }
@@ -341,12 +301,7 @@ where
     F: Fn(Context, String, serde_json::Value) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Reply, AppError>> + Send + 'static,
 {
-    async fn invoke(
-        &self,
-        ctx: &Context,
-        method: &str,
-        args: serde_json::Value,
-    ) -> Result<Reply, AppError> {
+    async fn invoke(&self, ctx: &Context, method: &str, args: serde_json::Value) -> Result<Reply, AppError> {
         (self.f)(ctx.clone(), method.to_owned(), args).await
     }
 }
@@ -365,10 +320,7 @@ mod tests {
         assert_eq!(err.code, Code::Unimplemented);
         assert_eq!(err.message, "no method fly on actor type Account");
         assert_eq!(err.clone().into_proto().code, 12);
-        assert_eq!(
-            err.to_string(),
-            "UNIMPLEMENTED: no method fly on actor type Account"
-        );
+        assert_eq!(err.to_string(), "UNIMPLEMENTED: no method fly on actor type Account");
     }
 
     #[test]
@@ -376,11 +328,7 @@ mod tests {
         let status = tonic::Status::with_error_details(
             Code::FailedPrecondition,
             "insufficient funds",
-            ErrorDetails::with_error_info(
-                "APPLICATION_ERROR",
-                "kar",
-                std::collections::HashMap::new(),
-            ),
+            ErrorDetails::with_error_info("APPLICATION_ERROR", "kar", std::collections::HashMap::new()),
         );
         let err: AppError = Error::from(status).into();
         assert_eq!(err, AppError::failed_precondition("insufficient funds"));
@@ -391,9 +339,6 @@ mod tests {
         assert_eq!(Reply::none().into_payload(), Payload::default());
         assert_eq!(Reply::from(json!(5)).into_payload(), json_payload(json!(5)));
         assert_eq!(Reply::from(()), Reply::none());
-        assert_eq!(
-            Reply::json(&vec![1, 2]).unwrap(),
-            Reply::Value(json!([1, 2]))
-        );
+        assert_eq!(Reply::json(&vec![1, 2]).unwrap(), Reply::Value(json!([1, 2])));
     }
 }

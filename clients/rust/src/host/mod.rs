@@ -27,9 +27,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use kar_proto::v1::{
-    ActorRef, AttachRequest, AttachResponse, Invocation, InvocationKind, InvocationResult,
-    Register, Registered, app_service_client::AppServiceClient, attach_request, attach_response,
-    invocation_result,
+    ActorRef, AttachRequest, AttachResponse, Invocation, InvocationKind, InvocationResult, Register, Registered,
+    app_service_client::AppServiceClient, attach_request, attach_response, invocation_result,
 };
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -115,8 +114,7 @@ impl ActorHost {
         A: Actor,
         F: Fn(&str) -> A + Send + Sync + 'static,
     {
-        let factory: ActorFactory =
-            Arc::new(move |id: &str| Arc::new(factory(id)) as Arc<dyn Actor>);
+        let factory: ActorFactory = Arc::new(move |id: &str| Arc::new(factory(id)) as Arc<dyn Actor>);
         self.actors.insert(actor_type.into(), factory);
         self
     }
@@ -167,48 +165,31 @@ impl ActorHost {
     /// background until [`RunningHost::shutdown`] (or the handle is dropped).
     pub async fn start(self) -> Result<RunningHost> {
         if self.actors.is_empty() && self.service.is_none() {
-            return Err(Error::InvalidArgument(
-                "an ActorHost must host at least one actor type or a service".into(),
-            ));
+            return Err(Error::InvalidArgument("an ActorHost must host at least one actor type or a service".into()));
         }
         let mut actor_types: Vec<String> = self.actors.keys().cloned().collect();
         actor_types.sort();
         let register = Register {
             name: self.name.clone(),
             actor_types,
-            service: self
-                .service
-                .as_ref()
-                .map(|(name, _)| name.clone())
-                .unwrap_or_default(),
+            service: self.service.as_ref().map(|(name, _)| name.clone()).unwrap_or_default(),
             max_concurrency: self.max_concurrency,
         };
 
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_BUFFER);
         outgoing
-            .send(AttachRequest {
-                message: Some(attach_request::Message::Register(register)),
-            })
+            .send(AttachRequest { message: Some(attach_request::Message::Register(register)) })
             .await
             .map_err(|_| protocol_error("the attach stream closed before registration"))?;
         let mut app = AppServiceClient::new(self.client.channel().clone());
-        let mut incoming = app
-            .attach(ReceiverStream::new(outgoing_rx))
-            .await?
-            .into_inner();
+        let mut incoming = app.attach(ReceiverStream::new(outgoing_rx)).await?.into_inner();
         let registered = match incoming.message().await? {
-            Some(AttachResponse {
-                message: Some(attach_response::Message::Registered(registered)),
-            }) => registered,
+            Some(AttachResponse { message: Some(attach_response::Message::Registered(registered)) }) => registered,
             Some(_) => {
-                return Err(protocol_error(
-                    "the runtime sent an invocation before accepting the registration",
-                ));
+                return Err(protocol_error("the runtime sent an invocation before accepting the registration"));
             }
             None => {
-                return Err(protocol_error(
-                    "the runtime closed the attach stream without accepting the registration",
-                ));
+                return Err(protocol_error("the runtime closed the attach stream without accepting the registration"));
             }
         };
         tracing::info!(component_id = %registered.component_id, runtime_id = %registered.runtime_id, name = %self.name, "registered with the runtime");
@@ -220,18 +201,8 @@ impl ActorHost {
             instances: Mutex::new(HashMap::new()),
         });
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(serve(
-            incoming,
-            outgoing,
-            dispatcher,
-            stop_rx,
-            self.shutdown_grace,
-        ));
-        Ok(RunningHost {
-            registered,
-            stop: Some(stop),
-            task,
-        })
+        let task = tokio::spawn(serve(incoming, outgoing, dispatcher, stop_rx, self.shutdown_grace));
+        Ok(RunningHost { registered, stop: Some(stop), task })
     }
 
     /// Attaches, registers and serves invocations until `shutdown` resolves
@@ -390,10 +361,7 @@ async fn serve(
             result
         }
         None => {
-            let drained = tokio::time::timeout(grace, async {
-                while in_flight.join_next().await.is_some() {}
-            })
-            .await;
+            let drained = tokio::time::timeout(grace, async { while in_flight.join_next().await.is_some() {} }).await;
             if drained.is_err() {
                 tracing::warn!(
                     abandoned = in_flight.len(),
@@ -405,10 +373,8 @@ async fn serve(
             // Ending our half of the stream tells the runtime we are done;
             // waiting for its end makes sure the last results were flushed.
             drop(outgoing);
-            let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                while let Ok(Some(_)) = incoming.message().await {}
-            })
-            .await;
+            let _ =
+                tokio::time::timeout(CLOSE_WAIT, async { while let Ok(Some(_)) = incoming.message().await {} }).await;
             Ok(())
         }
     }
@@ -433,10 +399,7 @@ impl Instance {
     /// Runs the activation once; a failed (or panicked) activation is tried
     /// again by the next invocation.
     async fn ensure_active(&self, ctx: &Context) -> std::result::Result<(), AppError> {
-        self.activated
-            .get_or_try_init(|| self.actor.activate(ctx))
-            .await
-            .map(|_| ())
+        self.activated.get_or_try_init(|| self.actor.activate(ctx)).await.map(|_| ())
     }
 }
 
@@ -445,22 +408,16 @@ impl Dispatcher {
     /// unwinds.
     async fn dispatch(&self, invocation: Invocation) -> InvocationResult {
         let delivery_id = invocation.delivery_id;
-        let outcome = AssertUnwindSafe(self.run(invocation))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| {
-                let message = panic_message(panic.as_ref());
-                tracing::error!(delivery_id, panic = %message, "handler panicked");
-                Err(AppError::internal(format!("handler panicked: {message}")))
-            });
+        let outcome = AssertUnwindSafe(self.run(invocation)).catch_unwind().await.unwrap_or_else(|panic| {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(delivery_id, panic = %message, "handler panicked");
+            Err(AppError::internal(format!("handler panicked: {message}")))
+        });
         let outcome = match outcome {
             Ok(reply) => reply.into_outcome(),
             Err(err) => invocation_result::Outcome::Error(err.into_proto()),
         };
-        InvocationResult {
-            delivery_id,
-            outcome: Some(outcome),
-        }
+        InvocationResult { delivery_id, outcome: Some(outcome) }
     }
 
     async fn run(&self, invocation: Invocation) -> std::result::Result<Reply, AppError> {
@@ -469,10 +426,7 @@ impl Dispatcher {
             InvocationKind::ServiceMethod => Target::Service(invocation.service.clone()),
             _ => {
                 let actor = invocation.actor.clone().unwrap_or_default();
-                Target::Actor {
-                    actor_type: actor.r#type,
-                    id: actor.id,
-                }
+                Target::Actor { actor_type: actor.r#type, id: actor.id }
             }
         };
         let ctx = self.context(&invocation, target);
@@ -494,32 +448,25 @@ impl Dispatcher {
             InvocationKind::ActorMethod => {
                 let instance = self.instance(invocation.actor.as_ref())?;
                 instance.ensure_active(&ctx).await?;
-                instance
-                    .actor
-                    .invoke_payload(&ctx, &invocation.method, args)
-                    .await
+                instance.actor.invoke_payload(&ctx, &invocation.method, args).await
             }
             InvocationKind::ServiceMethod => match &self.service {
                 Some((name, service)) if *name == invocation.service => {
                     service.invoke_payload(&ctx, &invocation.method, args).await
                 }
-                _ => Err(AppError::not_found(format!(
-                    "this component does not serve service {:?}",
-                    invocation.service
-                ))),
+                _ => {
+                    Err(AppError::not_found(format!("this component does not serve service {:?}", invocation.service)))
+                }
             },
-            InvocationKind::Unspecified => Err(AppError::invalid_argument(format!(
-                "unknown invocation kind {}",
-                invocation.kind
-            ))),
+            InvocationKind::Unspecified => {
+                Err(AppError::invalid_argument(format!("unknown invocation kind {}", invocation.kind)))
+            }
         }
     }
 
     fn context(&self, invocation: &Invocation, target: Target) -> Context {
         let invocation_context = invocation.context.clone().unwrap_or_default();
-        let deadline = invocation
-            .deadline
-            .and_then(|ts| SystemTime::try_from(ts).ok());
+        let deadline = invocation.deadline.and_then(|ts| SystemTime::try_from(ts).ok());
         Context::new(
             self.client.clone(),
             target,
@@ -534,38 +481,28 @@ impl Dispatcher {
     /// The active instance for `actor`, made with the type's factory if there
     /// is none yet.
     fn instance(&self, actor: Option<&ActorRef>) -> std::result::Result<Arc<Instance>, AppError> {
-        let actor =
-            actor.ok_or_else(|| AppError::invalid_argument("actor invocation without an actor"))?;
+        let actor = actor.ok_or_else(|| AppError::invalid_argument("actor invocation without an actor"))?;
         let key = (actor.r#type.clone(), actor.id.clone());
         if let Some(instance) = self.instances().get(&key) {
             return Ok(Arc::clone(instance));
         }
         let factory = self.factories.get(&actor.r#type).ok_or_else(|| {
-            AppError::not_found(format!(
-                "this component does not host actor type {:?}",
-                actor.r#type
-            ))
+            AppError::not_found(format!("this component does not host actor type {:?}", actor.r#type))
         })?;
         // The factory is user code: run it outside the lock.
-        let made = Arc::new(Instance {
-            actor: factory(&actor.id),
-            activated: OnceCell::new(),
-        });
+        let made = Arc::new(Instance { actor: factory(&actor.id), activated: OnceCell::new() });
         Ok(Arc::clone(self.instances().entry(key).or_insert(made)))
     }
 
     fn remove_instance(&self, actor: Option<&ActorRef>) -> Option<Arc<Instance>> {
         let actor = actor?;
-        self.instances()
-            .remove(&(actor.r#type.clone(), actor.id.clone()))
+        self.instances().remove(&(actor.r#type.clone(), actor.id.clone()))
     }
 
     fn instances(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Instance>>> {
         // No user code runs under this lock, so a poisoned lock still holds a
         // consistent map.
-        self.instances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.instances.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
