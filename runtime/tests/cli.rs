@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const KAR: &str = env!("CARGO_BIN_EXE_kar");
@@ -192,4 +194,170 @@ fn run_dump_config_prints_toml() {
     assert_success(&output);
     let config: toml::Table = stdout(&output).parse().expect("TOML");
     assert_eq!(config.get("port").and_then(|p| p.as_integer()), Some(4321));
+}
+
+/// Attaches an in-process component hosting actor type `Ticker`, which
+/// counts the invocations of its `tick` method.
+async fn attach_ticker(runtime: &Runtime) -> (kar_client::RunningHost, Arc<AtomicUsize>) {
+    let client = kar_client::Client::connect(&runtime.address).await.expect("connect");
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let counter = ticks.clone();
+    let host = kar_client::host::ActorHost::new(client)
+        .actor_fn("Ticker", move |_ctx, method, _args| {
+            let counter = counter.clone();
+            async move {
+                if method == "tick" {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(kar_client::host::Reply::none())
+            }
+        })
+        .start()
+        .await
+        .expect("attach the Ticker host");
+    (host, ticks)
+}
+
+/// Runs `kar ARGS...` off the async runtime, so the in-process host keeps
+/// answering meanwhile.
+async fn kar_async(runtime: &Runtime, args: &[&str]) -> Output {
+    let args: Vec<String> = [args, &["--runtime", &runtime.address]].concat().into_iter().map(str::to_owned).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(KAR).args(&args).env_remove("KAR_RUNTIME_ADDR").output().expect("run kar")
+    })
+    .await
+    .expect("join kar")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_subscribe_publish_unsubscribe() {
+    let runtime = Runtime::start();
+    let (host, ticks) = attach_ticker(&runtime).await;
+
+    let created = kar_async(&runtime, &["topics", "create", "news", "--partitions", "1"]).await;
+    assert_success(&created);
+    assert_eq!(stdout(&created), "created\n");
+    let again = kar_async(&runtime, &["topics", "create", "news"]).await;
+    assert_eq!(stdout(&again), "already exists\n");
+
+    let subscribed = kar_async(&runtime, &["subscribe", "s1", "news", "--actor", "Ticker", "t1", "tick"]).await;
+    assert_success(&subscribed);
+    assert_eq!(stdout(&subscribed), "subscribed\n");
+    let table = kar_async(&runtime, &["get", "subscriptions"]).await;
+    assert_success(&table);
+    assert_eq!(
+        stdout(&table),
+        "ID   TOPIC   TARGET            METHOD   NEXT OFFSET\n\
+         s1   news    actor Ticker/t1   tick     0\n"
+    );
+
+    let published = kar_async(&runtime, &["publish", "news", r#"{"headline":"hello"}"#]).await;
+    assert_success(&published);
+    assert_eq!(stdout(&published), "0\n");
+
+    // The subscription's position advances once the event is delivered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = kar_async(&runtime, &["get", "subscriptions", "--topic", "news", "-o", "json"]).await;
+        assert_success(&listed);
+        let listed: serde_json::Value = serde_json::from_str(&stdout(&listed)).expect("JSON subscriptions");
+        if listed[0]["next_offset"] == 1 {
+            assert_eq!(
+                listed,
+                serde_json::json!([{
+                    "id": "s1",
+                    "topic": "news",
+                    "target": { "actor": { "type": "Ticker", "id": "t1" } },
+                    "method": "tick",
+                    "next_offset": 1,
+                }])
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the event was not delivered within 10 s: {listed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ticks.load(Ordering::SeqCst), 1);
+    let other_topic = kar_async(&runtime, &["get", "subscriptions", "--topic", "other", "-o", "json"]).await;
+    assert_eq!(stdout(&other_topic), "[]\n");
+
+    let unsubscribed = kar_async(&runtime, &["unsubscribe", "s1"]).await;
+    assert_eq!(stdout(&unsubscribed), "unsubscribed\n");
+    let gone = kar_async(&runtime, &["unsubscribe", "s1"]).await;
+    assert_success(&gone);
+    assert_eq!(stdout(&gone), "no such subscription\n");
+    assert_eq!(stdout(&kar_async(&runtime, &["get", "subscriptions", "-o", "json"]).await), "[]\n");
+
+    let deleted = kar_async(&runtime, &["topics", "delete", "news"]).await;
+    assert_eq!(stdout(&deleted), "deleted\n");
+    let missing = kar_async(&runtime, &["publish", "news", "42"]).await;
+    assert!(!missing.status.success());
+    assert_eq!(stderr(&missing), "kar: NOT_FOUND: no topic named \"news\"\n");
+    assert!(missing.stdout.is_empty());
+
+    host.shutdown().await.expect("shut the host down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_schedule_list_cancel() {
+    let runtime = Runtime::start();
+    let (host, _ticks) = attach_ticker(&runtime).await;
+
+    let at = "2100-01-01T00:00:00Z";
+    let scheduled =
+        kar_async(&runtime, &["reminders", "schedule", "Ticker", "t1", "r1", "ring", "42", "hello", "--at", at]).await;
+    assert_success(&scheduled);
+    assert_eq!(stdout(&scheduled), "scheduled\n");
+    let periodic = kar_async(
+        &runtime,
+        &["reminders", "schedule", "Ticker", "t2", "r2", "ring", "--after", "1h", "--every", "90m"],
+    )
+    .await;
+    assert_eq!(stdout(&periodic), "scheduled\n");
+    let replaced =
+        kar_async(&runtime, &["reminders", "schedule", "Ticker", "t1", "r1", "ring", "42", "hello", "--at", at]).await;
+    assert_eq!(stdout(&replaced), "replaced\n");
+
+    let table = kar_async(&runtime, &["reminders", "list"]).await;
+    assert_success(&table);
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(
+        lines[0].split("   ").map(str::trim).filter(|h| !h.is_empty()).collect::<Vec<_>>(),
+        ["TYPE", "ID", "REMINDER", "METHOD", "NEXT FIRE", "PERIOD"]
+    );
+    let cells = |line: &str| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(cells(lines[1]), ["Ticker", "t1", "r1", "ring", "2100-01-01T00:00:00.000Z", "-"]);
+    let second = cells(lines[2]);
+    assert_eq!(second[..4], ["Ticker", "t2", "r2", "ring"]);
+    humantime::parse_rfc3339(&second[4]).expect("an RFC 3339 next fire time");
+    assert_eq!(second[5..], ["1h", "30m"]);
+
+    let one = kar_async(&runtime, &["reminders", "list", "Ticker", "t1", "-o", "json"]).await;
+    let one: serde_json::Value = serde_json::from_str(&stdout(&one)).expect("JSON reminders");
+    assert_eq!(
+        one,
+        serde_json::json!([{
+            "type": "Ticker",
+            "id": "t1",
+            "reminder_id": "r1",
+            "method": "ring",
+            "args": [42, "hello"],
+            "next_fire_time": "2100-01-01T00:00:00.000Z",
+            "period": null,
+        }])
+    );
+    let alias = kar_async(&runtime, &["get", "reminders", "--type", "Ticker", "--id", "t1", "-o", "json"]).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout(&alias)).expect("JSON reminders"), one);
+
+    let cancelled = kar_async(&runtime, &["reminders", "cancel", "Ticker", "t1", "r1"]).await;
+    assert_success(&cancelled);
+    assert_eq!(stdout(&cancelled), "cancelled 1\n");
+    let all = kar_async(&runtime, &["reminders", "cancel", "Ticker", "t2"]).await;
+    assert_eq!(stdout(&all), "cancelled 1\n");
+    let empty = kar_async(&runtime, &["get", "reminders"]).await;
+    assert_eq!(stdout(&empty), "TYPE   ID   REMINDER   METHOD   NEXT FIRE   PERIOD\n");
+
+    host.shutdown().await.expect("shut the host down");
 }

@@ -182,3 +182,16 @@ async fn a_retried_caller_gets_the_recorded_result_of_a_completed_nested_call() 
     assert_eq!(count(&log, "start", tagged("Caller/", "nested-done")), 2, "the caller was retried");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tells_timeout_bounds_its_acceptance_not_its_execution() -> anyhow::Result<()> {
+    let mut mesh = Mesh::start("Slow", "").await?;
+    mesh.components[0].kill();
+    let impatient = mesh.client.with_timeout(Duration::from_millis(200));
+    impatient.tell_actor("Slow", "later", "work", json!([0, "late-tell"])).await?;
+    // Long past the tell's timeout, a component comes back: the tell runs.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mesh.add_component("app-2", "Slow", "").await?;
+    mesh.wait_log("the tell to run", |log| log.iter().any(|a| a.tag == "late-tell" && a.event == "end")).await?;
+    Ok(())
+}

@@ -32,21 +32,35 @@ impl ServicesApi {
     }
 }
 
+/// Whether the caller waits for the invocation (a call) or only for its
+/// acceptance (a tell).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waits {
+    ForResult,
+    ForAcceptance,
+}
+
+/// The submission of a call or tell. A call's gRPC deadline becomes the
+/// invocation's deadline (past it, the call is never started); a tell's
+/// deadline bounds only its acceptance — once accepted, a tell runs until it
+/// succeeds, however long that takes.
 fn submission<T>(
     request: &Request<T>,
     target: Target,
     method: String,
     payload: Option<v1::payload::Kind>,
     limits: Limits,
+    waits: Waits,
 ) -> Result<Submission, Status> {
     let metadata = request.metadata();
+    let deadline = convert::deadline(metadata)?;
     Ok(Submission {
         target,
         method,
         payload: convert::encode_payload(payload, limits.max_payload_bytes)?,
         context: convert::call_context(metadata)?,
         request_id: convert::request_id(metadata)?,
-        deadline: convert::deadline(metadata)?,
+        deadline: if waits == Waits::ForResult { deadline } else { None },
     })
 }
 
@@ -94,7 +108,7 @@ impl ActorsService for ActorsApi {
         let actor = convert::actor_ref(request.get_ref().actor.as_ref())?;
         let method = required_method(&request.get_ref().method)?;
         let payload = payload_of!(request.get_ref().payload.clone(), call_actor_request);
-        let submission = submission(&request, Target::Actor(actor), method, payload, self.limits)?;
+        let submission = submission(&request, Target::Actor(actor), method, payload, self.limits, Waits::ForResult)?;
         let (request_id, outcome) = self.engine.call(submission).await.map_err(status::from_engine)?;
         let result = result_of(outcome)?;
         Ok(Response::new(v1::CallActorResponse { result: result_into!(result, call_actor_response), request_id }))
@@ -107,7 +121,8 @@ impl ActorsService for ActorsApi {
         let actor = convert::actor_ref(request.get_ref().actor.as_ref())?;
         let method = required_method(&request.get_ref().method)?;
         let payload = payload_of!(request.get_ref().payload.clone(), tell_actor_request);
-        let submission = submission(&request, Target::Actor(actor), method, payload, self.limits)?;
+        let submission =
+            submission(&request, Target::Actor(actor), method, payload, self.limits, Waits::ForAcceptance)?;
         let request_id = self.engine.tell(submission).await.map_err(status::from_engine)?;
         Ok(Response::new(v1::TellActorResponse { request_id }))
     }
@@ -141,7 +156,8 @@ impl ServicesService for ServicesApi {
         }
         let method = required_method(&request.get_ref().method)?;
         let payload = payload_of!(request.get_ref().payload.clone(), call_service_request);
-        let submission = submission(&request, Target::Service(service), method, payload, self.limits)?;
+        let submission =
+            submission(&request, Target::Service(service), method, payload, self.limits, Waits::ForResult)?;
         let (request_id, outcome) = self.engine.call(submission).await.map_err(status::from_engine)?;
         let result = result_of(outcome)?;
         Ok(Response::new(v1::CallServiceResponse { result: result_into!(result, call_service_response), request_id }))
@@ -157,7 +173,8 @@ impl ServicesService for ServicesApi {
         }
         let method = required_method(&request.get_ref().method)?;
         let payload = payload_of!(request.get_ref().payload.clone(), tell_service_request);
-        let submission = submission(&request, Target::Service(service), method, payload, self.limits)?;
+        let submission =
+            submission(&request, Target::Service(service), method, payload, self.limits, Waits::ForAcceptance)?;
         let request_id = self.engine.tell(submission).await.map_err(status::from_engine)?;
         Ok(Response::new(v1::TellServiceResponse { request_id }))
     }

@@ -1,9 +1,11 @@
-//! `kar get components|actors`: lists what the mesh knows, as a table or as
-//! JSON.
+//! `kar get components|actors|subscriptions|reminders`: lists what the mesh
+//! knows, as a table or as JSON.
 
 use super::remote::{RuntimeArgs, client_error};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
-use kar_client::{ActiveActor, Component};
+use kar_client::kar_proto::v1::subscription_target::Target as SubscriptionTarget;
+use kar_client::{ActiveActor, Component, Subscription};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -14,9 +16,15 @@ pub struct GetArgs {
     /// What to list.
     #[arg(value_enum)]
     pub resource: Resource,
-    /// Only components hosting, or actors of, this actor type.
+    /// Only components hosting, actors of, or reminders of this actor type.
     #[arg(long = "type", value_name = "TYPE")]
     pub actor_type: Option<String>,
+    /// Only reminders of this actor (of `--type`).
+    #[arg(long, requires = "actor_type")]
+    pub id: Option<String>,
+    /// Only subscriptions of this topic.
+    #[arg(long)]
+    pub topic: Option<String>,
     /// How to print the list.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: ListFormat,
@@ -32,6 +40,10 @@ pub enum Resource {
     Components,
     /// The active actor instances.
     Actors,
+    /// The subscriptions of topics.
+    Subscriptions,
+    /// The reminders (as `kar reminders list`).
+    Reminders,
 }
 
 /// How `kar get` prints a list.
@@ -48,6 +60,15 @@ pub enum ListFormat {
 
 /// Runs `kar get`.
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
+    if args.topic.is_some() && args.resource != Resource::Subscriptions {
+        bail!("--topic only applies to `kar get subscriptions`");
+    }
+    if args.id.is_some() && args.resource != Resource::Reminders {
+        bail!("--id only applies to `kar get reminders`");
+    }
+    if args.actor_type.is_some() && args.resource == Resource::Subscriptions {
+        bail!("--type does not apply to `kar get subscriptions`");
+    }
     let client = args.runtime.connect().await?;
     let (header, rows, objects): (&[&str], Vec<Vec<String>>, Vec<Value>) = match args.resource {
         Resource::Components => {
@@ -65,13 +86,28 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
             let header = &["TYPE", "ID", "COMPONENT"];
             (header, actors.iter().map(actor_row).collect(), actors.iter().map(actor_json).collect())
         }
+        Resource::Subscriptions => {
+            let mut subscriptions = client.list_subscriptions(args.topic.as_deref()).await.map_err(client_error)?;
+            subscriptions.sort_by(|a, b| (&a.topic, &a.subscription_id).cmp(&(&b.topic, &b.subscription_id)));
+            let header = &["ID", "TOPIC", "TARGET", "METHOD", "NEXT OFFSET"];
+            let rows = subscriptions.iter().map(subscription_row).collect();
+            (header, rows, subscriptions.iter().map(subscription_json).collect())
+        }
+        Resource::Reminders => super::reminders::list(&client, args.actor_type.as_deref(), args.id.as_deref()).await?,
     };
-    match args.output {
-        ListFormat::Table => print!("{}", table(header, &rows)),
-        ListFormat::Json => println!("{}", serde_json::to_string(&objects)?),
-        ListFormat::Pretty => println!("{}", serde_json::to_string_pretty(&objects)?),
-    }
+    print_list(args.output, header, &rows, &objects)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a list in `format`: the table of `header` and `rows`, or the JSON
+/// array of `objects`.
+pub fn print_list(format: ListFormat, header: &[&str], rows: &[Vec<String>], objects: &[Value]) -> anyhow::Result<()> {
+    match format {
+        ListFormat::Table => print!("{}", table(header, rows)),
+        ListFormat::Json => println!("{}", serde_json::to_string(objects)?),
+        ListFormat::Pretty => println!("{}", serde_json::to_string_pretty(objects)?),
+    }
+    Ok(())
 }
 
 fn component_row(c: &Component) -> Vec<String> {
@@ -109,6 +145,35 @@ fn actor_row(a: &ActiveActor) -> Vec<String> {
 fn actor_json(a: &ActiveActor) -> Value {
     let (actor_type, id) = a.actor.as_ref().map(|r| (r.r#type.clone(), r.id.clone())).unwrap_or_default();
     json!({ "type": actor_type, "id": id, "component_id": a.component_id })
+}
+
+fn subscription_target(s: &Subscription) -> Option<&SubscriptionTarget> {
+    s.target.as_ref().and_then(|t| t.target.as_ref())
+}
+
+fn subscription_row(s: &Subscription) -> Vec<String> {
+    let target = match subscription_target(s) {
+        Some(SubscriptionTarget::Actor(actor)) => format!("actor {}/{}", actor.r#type, actor.id),
+        Some(SubscriptionTarget::Service(service)) => format!("service {service}"),
+        None => "-".to_owned(),
+    };
+    let method = s.target.as_ref().map(|t| t.method.clone()).unwrap_or_default();
+    vec![s.subscription_id.clone(), s.topic.clone(), target, method, s.next_offset.to_string()]
+}
+
+fn subscription_json(s: &Subscription) -> Value {
+    let target = match subscription_target(s) {
+        Some(SubscriptionTarget::Actor(actor)) => json!({ "actor": { "type": actor.r#type, "id": actor.id } }),
+        Some(SubscriptionTarget::Service(service)) => json!({ "service": service }),
+        None => Value::Null,
+    };
+    json!({
+        "id": s.subscription_id,
+        "topic": s.topic,
+        "target": target,
+        "method": s.target.as_ref().map(|t| t.method.clone()).unwrap_or_default(),
+        "next_offset": s.next_offset,
+    })
 }
 
 /// Left-aligned columns separated by three spaces, header first.

@@ -5,10 +5,15 @@ pub mod bench;
 pub mod call;
 pub mod get;
 pub mod invoke;
+pub mod publish;
+pub mod reminders;
 pub mod remote;
 pub mod run;
 pub mod state;
+pub mod subscribe;
 pub mod tell;
+pub mod topics;
+pub mod unsubscribe;
 pub mod version;
 
 use clap::{Parser, Subcommand};
@@ -35,8 +40,18 @@ pub enum Command {
     Call(call::CallArgs),
     /// Read and write an actor's state.
     State(state::StateArgs),
-    /// List the components or the active actors of the mesh.
+    /// List the components, active actors, subscriptions or reminders of the mesh.
     Get(get::GetArgs),
+    /// List, schedule and cancel the reminders of actors.
+    Reminders(reminders::RemindersArgs),
+    /// Publish an event to a topic and print its offset.
+    Publish(publish::PublishArgs),
+    /// Create and delete topics.
+    Topics(topics::TopicsArgs),
+    /// Subscribe an actor or service method to a topic.
+    Subscribe(subscribe::SubscribeArgs),
+    /// End a subscription.
+    Unsubscribe(unsubscribe::UnsubscribeArgs),
     /// Measure call latency and throughput against a runtime.
     Bench(bench::BenchArgs),
     /// Print the version of this command and of the runtime it can reach.
@@ -52,6 +67,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Call(args) => call::run(args).await,
         Command::State(args) => state::run(args).await,
         Command::Get(args) => get::run(args).await,
+        Command::Reminders(args) => reminders::run(args).await,
+        Command::Publish(args) => publish::run(args).await,
+        Command::Topics(args) => topics::run(args).await,
+        Command::Subscribe(args) => subscribe::run(args).await,
+        Command::Unsubscribe(args) => unsubscribe::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Version(args) => version::run(args).await,
     }
