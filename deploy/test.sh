@@ -10,6 +10,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test tools"
 deploy/install-tools.sh >/dev/null
+# The Redis store's tests start private redis-server instances.
+deploy/redis/start.sh --install-only
 # shellcheck source=deploy/env.sh
 . deploy/env.sh
 

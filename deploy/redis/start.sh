@@ -3,6 +3,7 @@
 # 127.0.0.1 with AOF persistence, and waits until it answers PING.
 #
 #   deploy/redis/start.sh [--port 6379] [--dir DIR] [--timeout 30]
+#   deploy/redis/start.sh --install-only     (install redis-server, start nothing)
 #
 # Prints REDIS_URL=redis://127.0.0.1:PORT on success (also written to DIR/env).
 # DIR (default ${KAR_RUN_DIR:-/tmp/kar}/redis-PORT) holds the data (AOF/RDB),
@@ -14,9 +15,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib.sh
 . "$here/../lib.sh"
 
-port=6379 dir='' timeout=30
+port=6379 dir='' timeout=30 install_only=''
 while (($#)); do
   case $1 in
+    --install-only) install_only=1; shift ;;
     --port) need_value "$1" "${2:-}"; port=$2; shift 2 ;;
     --port=*) port=${1#*=}; shift ;;
     --dir) need_value "$1" "${2:-}"; dir=$2; shift 2 ;;
@@ -59,6 +61,7 @@ install_redis() {
 }
 
 command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || install_redis
+[[ -z "$install_only" ]] || exit 0
 
 dir=${dir:-$KAR_RUN_DIR/redis-$port}
 dir=$(realpath -m "$dir")
