@@ -7,7 +7,10 @@
 //!   everything below together.
 //! * [`config`]: the layered configuration of `kar run` (defaults < file <
 //!   `KAR_*` environment < flags).
-//! * [`server`]: the gRPC server: the `kar.v1` services, reflection, health.
+//! * [`server`]: the server: the `kar.v1` services, reflection, health over
+//!   gRPC, and the JSON gateway over HTTP/1.1, on one port.
+//! * [`gateway`]: the JSON API transcoded from the `google.api.http`
+//!   annotations, and its OpenAPI document.
 //! * [`api`]: the `kar.v1` services, translating wire messages to the engine.
 //! * [`engine`]: invocations, actor turns and retry orchestration, written
 //!   against the [`log::Log`] and [`store::StateStore`] traits.
@@ -24,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod engine;
+pub mod gateway;
 pub mod log;
 pub mod server;
 pub mod store;

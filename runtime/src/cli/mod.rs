@@ -5,6 +5,7 @@ pub mod bench;
 pub mod call;
 pub mod get;
 pub mod invoke;
+pub mod openapi;
 pub mod publish;
 pub mod reminders;
 pub mod remote;
@@ -52,6 +53,8 @@ pub enum Command {
     Subscribe(subscribe::SubscribeArgs),
     /// End a subscription.
     Unsubscribe(unsubscribe::UnsubscribeArgs),
+    /// Print (or write) the OpenAPI document of the JSON API.
+    Openapi(openapi::OpenapiArgs),
     /// Measure call latency and throughput against a runtime.
     Bench(bench::BenchArgs),
     /// Print the version of this command and of the runtime it can reach.
@@ -72,6 +75,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Topics(args) => topics::run(args).await,
         Command::Subscribe(args) => subscribe::run(args).await,
         Command::Unsubscribe(args) => unsubscribe::run(args).await,
+        Command::Openapi(args) => openapi::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Version(args) => version::run(args).await,
     }
