@@ -5,6 +5,8 @@
 //! Every process started here is killed when its handle is dropped, so a
 //! failing test leaves nothing behind.
 
+pub mod chaos;
+
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use std::net::TcpListener;
@@ -15,8 +17,10 @@ use std::time::{Duration, Instant};
 /// Where cargo put the binaries of this workspace (`target/debug`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/debug/deps/<test> → target/debug
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    let dir = exe.parent().expect("target dir");
+    // target/debug/deps/<test> → target/debug; a binary (target/debug/chaos)
+    // already lives there.
+    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().expect("target dir") } else { dir }.to_path_buf()
 }
 
 /// The path of a workspace binary, which must have been built.
@@ -76,8 +80,7 @@ impl Process {
     /// Waits (bounded) for the process to exit and returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
         let name = self.name.clone();
-        wait_for(limit, &format!("{name} to exit"), || self.child.try_wait().ok().flatten())
-            .map(|status| status.code())
+        wait_for(limit, &format!("{name} to exit"), || self.child.try_wait().ok().flatten()).map(|status| status.code())
     }
 }
 
@@ -175,7 +178,13 @@ pub struct Component {
 impl Component {
     /// Starts `testapp` hosting `actor_types` (comma-separated) and/or the
     /// service `svc`, logging its attempts under `log_dir`.
-    pub fn start(runtime_addr: &str, log_dir: &Path, name: &str, actor_types: &str, service: &str) -> anyhow::Result<Component> {
+    pub fn start(
+        runtime_addr: &str,
+        log_dir: &Path,
+        name: &str,
+        actor_types: &str,
+        service: &str,
+    ) -> anyhow::Result<Component> {
         std::fs::create_dir_all(log_dir)?;
         let out = std::fs::File::create(log_dir.join(format!("{name}.out")))?;
         let mut command = Command::new(binary("testapp"));
@@ -195,6 +204,11 @@ impl Component {
     /// SIGKILLs the component.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// The component's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 }
 
@@ -277,10 +291,10 @@ impl Mesh {
     pub async fn wait_attached(&self, name: &str) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
-            if let Ok(list) = self.client.list_components().await {
-                if list.iter().any(|c| c.name == name) {
-                    return Ok(());
-                }
+            if let Ok(list) = self.client.list_components().await
+                && list.iter().any(|c| c.name == name)
+            {
+                return Ok(());
             }
             if start.elapsed() > Duration::from_secs(30) {
                 bail!("component {name} did not attach within 30s");
@@ -302,4 +316,77 @@ impl Mesh {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The legacy Python component of the legacy tests (`tests/legacy/counter_app.py`).
+pub fn counter_app_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("legacy").join("counter_app.py")
+}
+
+/// The legacy Python component (`counter_app.py`) started on its own (not as
+/// the child of `kar run`), listening on `port` and logging its attempts
+/// under `log_dir` like `testapp` does.
+pub struct LegacyApp {
+    process: Process,
+}
+
+impl LegacyApp {
+    /// Starts `python3 counter_app.py` on 127.0.0.1:`port`, calling back the
+    /// runtime at `runtime_addr`.
+    pub fn start(runtime_addr: &str, port: u16, log_dir: &Path, name: &str) -> anyhow::Result<LegacyApp> {
+        std::fs::create_dir_all(log_dir)?;
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join(format!("{name}.out")))?;
+        let mut command = Command::new("python3");
+        command
+            .arg(counter_app_script())
+            .args(["--port", &port.to_string(), "--name", name])
+            .arg("--log-dir")
+            .arg(log_dir)
+            .env("KAR_RUNTIME_ADDR", runtime_addr)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        Ok(LegacyApp { process: Process::spawn(name, &mut command)? })
+    }
+
+    /// SIGKILLs the app.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// One plain HTTP/1.1 request to `127.0.0.1:port` (a JSON client of the
+/// gateway that knows nothing of KAR): returns the status and the body as
+/// JSON (`null` when empty).
+pub fn http_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use std::io::{Read as _, Write as _};
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.write_all(request.as_bytes())?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    let reply = String::from_utf8(reply)?;
+    let (head, body) = reply.split_once("\r\n\r\n").context("no end of headers in the reply")?;
+    let status = head.split(' ').nth(1).context("no status in the reply")?.parse()?;
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        bail!("a chunked reply: {reply}");
+    }
+    let json = if body.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(body)? };
+    Ok((status, json))
 }

@@ -189,6 +189,16 @@ struct Entry {
     status: Status,
     /// Callers waiting for the outcome.
     waiters: Vec<oneshot::Sender<Outcome>>,
+    /// Whether the request's record is durable yet.
+    journal: Journal,
+}
+
+/// The durability of a request's record.
+enum Journal {
+    /// On disk.
+    Durable,
+    /// Being written; these submitters wait to hear whether it made it.
+    Writing(Vec<oneshot::Sender<bool>>),
 }
 
 /// The turn and placement of one actor instance.
@@ -261,7 +271,13 @@ impl Engine {
                 let id = request.id.clone();
                 state.requests.insert(
                     id.clone(),
-                    Entry { request: Arc::new(request), attempt: 0, status: Status::Pending, waiters: vec![] },
+                    Entry {
+                        request: Arc::new(request),
+                        attempt: 0,
+                        status: Status::Pending,
+                        waiters: vec![],
+                        journal: Journal::Durable,
+                    },
                 );
                 engine.schedule(&mut state, &id);
             }
@@ -406,7 +422,11 @@ impl Engine {
             return Ok((id, Accepted::Done(outcome)));
         }
         let (waiter, receiver) = oneshot::channel();
-        let durable = {
+        let (journaled, is_journaled) = oneshot::channel();
+        // A tell's submitter waits for durability only; an event delivery
+        // (`wait_tell`) and a call wait for the outcome.
+        let waits_for_outcome = kind != RequestKind::Tell || wait_tell;
+        let admitted = {
             let mut state = self.lock();
             if let Some(entry) = state.requests.get_mut(&id) {
                 // The same request again: a retried caller reissuing it, or a
@@ -414,45 +434,83 @@ impl Engine {
                 if request.caller.is_some() && entry.request.caller != request.caller {
                     Arc::make_mut(&mut entry.request).caller = request.caller.clone();
                 }
-                entry.waiters.push(waiter);
+                if waits_for_outcome {
+                    entry.waiters.push(waiter);
+                }
+                match &mut entry.journal {
+                    Journal::Durable => Admitted::Joined { writing: false },
+                    Journal::Writing(submitters) => {
+                        submitters.push(journaled);
+                        Admitted::Joined { writing: true }
+                    }
+                }
+            } else if let Some(outcome) = state.recent.iter().find_map(|g| g.get(&id)) {
+                Admitted::Done(outcome.clone())
+            } else {
+                let request = Arc::new(request);
+                let durable = self.shared.log.append(vec![(*request).clone()]);
+                let entry = Entry {
+                    request,
+                    attempt: 0,
+                    status: Status::Pending,
+                    waiters: if waits_for_outcome { vec![waiter] } else { vec![] },
+                    journal: Journal::Writing(vec![journaled]),
+                };
+                state.requests.insert(id.clone(), entry);
+                if kind != RequestKind::Tell {
+                    // A call may start before its record is durable: nobody
+                    // learns of its outcome before the completion, which is
+                    // ordered after the append and so implies it.
+                    self.schedule(&mut state, &id);
+                }
+                Admitted::New(durable)
+            }
+        };
+        let durable = match admitted {
+            Admitted::Done(outcome) => return Ok((id, Accepted::Done(outcome))),
+            Admitted::Joined { writing } => {
+                if kind == RequestKind::Tell && writing && is_journaled.await != Ok(true) {
+                    return Err(Error::Unavailable(format!("request {id} could not be journalled")));
+                }
                 return Ok((id, Accepted::Wait(receiver)));
             }
-            if let Some(outcome) = state.recent.iter().find_map(|g| g.get(&id)) {
-                return Ok((id, Accepted::Done(outcome.clone())));
-            }
-            let request = Arc::new(request);
-            let durable = self.shared.log.append(vec![(*request).clone()]);
-            state
-                .requests
-                .insert(id.clone(), Entry { request, attempt: 0, status: Status::Pending, waiters: vec![waiter] });
-            if kind != RequestKind::Tell {
-                // A call may start before its record is durable: nobody learns
-                // of its outcome before the completion, which is ordered after
-                // the append and so implies it.
-                self.schedule(&mut state, &id);
-            }
-            durable
+            Admitted::New(durable) => durable,
         };
-        if kind == RequestKind::Tell {
-            if let Err(e) = durable.await {
-                self.lock().requests.remove(&id);
-                return Err(e.into());
-            }
-            let mut state = self.lock();
-            if let Some(entry) = state.requests.get_mut(&id) {
-                if !wait_tell {
-                    entry.waiters.clear();
-                }
-                self.schedule(&mut state, &id);
-            }
-            return Ok((id, Accepted::Wait(receiver)));
+        // The append is awaited in a task of its own, so that a submitter that
+        // goes away (its RPC dropped) cannot leave an accepted tell behind
+        // unscheduled.
+        let engine = self.clone();
+        let journalled_id = id.clone();
+        tokio::spawn(async move { engine.journalled(&journalled_id, kind, durable.await) });
+        if kind == RequestKind::Tell && is_journaled.await != Ok(true) {
+            return Err(Error::Unavailable(format!("request {id} could not be journalled")));
         }
-        tokio::spawn(async move {
-            if let Err(e) = durable.await {
-                tracing::error!(error = %e, "cannot journal a call");
-            }
-        });
         Ok((id, Accepted::Wait(receiver)))
+    }
+
+    /// Records that a request's append finished: tells the submitters
+    /// waiting for it and, for a tell, schedules it (a tell runs only once
+    /// its record is durable).
+    fn journalled(&self, id: &str, kind: RequestKind, result: Result<(), crate::log::Error>) {
+        let mut state = self.lock();
+        let Some(entry) = state.requests.get_mut(id) else { return };
+        let submitters = match std::mem::replace(&mut entry.journal, Journal::Durable) {
+            Journal::Writing(submitters) => submitters,
+            Journal::Durable => vec![],
+        };
+        let ok = result.is_ok();
+        if let Err(e) = result {
+            tracing::error!(request = id, error = %e, "cannot journal a request");
+            if kind == RequestKind::Tell {
+                // Nobody was told it was accepted: forget it.
+                state.requests.remove(id);
+            }
+        } else if kind == RequestKind::Tell {
+            self.schedule(&mut state, id);
+        }
+        for submitter in submitters {
+            let _ = submitter.send(ok);
+        }
     }
 
     /// Validates a submission and turns it into a request.
@@ -1022,6 +1080,17 @@ enum Accepted {
     Wait(oneshot::Receiver<Outcome>),
 }
 
+/// How `submit` admitted a request.
+enum Admitted {
+    /// Its outcome is on record.
+    Done(Outcome),
+    /// It joined the same request in flight, whose record may still be
+    /// being written.
+    Joined { writing: bool },
+    /// It is new; the future resolves when its record is durable.
+    New(crate::log::Durable),
+}
+
 enum Step {
     Finish(Outcome),
     Park,
@@ -1044,4 +1113,123 @@ fn pick(
     candidates.sort();
     *round_robin = round_robin.wrapping_add(1);
     Some(candidates[*round_robin % candidates.len()].clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::EmbeddedDb;
+    use crate::log::{Completion, Durable, EmbeddedLog, Recovery};
+    use crate::store::EmbeddedStateStore;
+    use crate::topics::EmbeddedTopics;
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+
+    /// A log whose appends take `delay` to become durable (their order is
+    /// kept: the write is queued at once).
+    struct SlowLog {
+        inner: EmbeddedLog,
+        delay: Duration,
+    }
+
+    impl Log for SlowLog {
+        fn recover(&self) -> BoxFuture<'_, Result<Recovery, crate::log::Error>> {
+            self.inner.recover()
+        }
+        fn append(&self, requests: Vec<Request>) -> Durable {
+            let written = self.inner.append(requests);
+            let delay = self.delay;
+            async move {
+                tokio::time::sleep(delay).await;
+                written.await
+            }
+            .boxed()
+        }
+        fn complete(&self, completions: Vec<Completion>) -> Durable {
+            self.inner.complete(completions)
+        }
+        fn outcome(&self, request_id: &str) -> BoxFuture<'_, Result<Option<Outcome>, crate::log::Error>> {
+            self.inner.outcome(request_id)
+        }
+        fn expire_outcomes(&self, before: u64) -> BoxFuture<'static, Result<usize, crate::log::Error>> {
+            self.inner.expire_outcomes(before)
+        }
+    }
+
+    async fn engine_with_slow_appends(dir: &std::path::Path) -> Engine {
+        let db = EmbeddedDb::open(dir).expect("open");
+        let log = SlowLog { inner: EmbeddedLog::new(db.clone()), delay: Duration::from_millis(200) };
+        Engine::start(
+            Arc::new(log),
+            Arc::new(EmbeddedStateStore::new(db.clone())),
+            Arc::new(EmbeddedTopics::new(db)),
+            EngineOptions::default(),
+        )
+        .await
+        .expect("start")
+    }
+
+    fn tell_to(actor: &str) -> Submission {
+        Submission {
+            target: Target::Actor(ActorId::new("T", actor)),
+            method: "m".into(),
+            payload: bytes::Bytes::new(),
+            context: None,
+            request_id: Some(format!("tell-{actor}")),
+            deadline: None,
+        }
+    }
+
+    /// Answers deliveries until an actor method arrives; returns its request id.
+    async fn next_method(
+        engine: &Engine,
+        component: &str,
+        deliveries: &mut mpsc::UnboundedReceiver<Delivery>,
+    ) -> String {
+        loop {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.recv())
+                .await
+                .expect("a delivery in time")
+                .expect("the channel is open");
+            engine.answer(component, delivery.delivery_id, DeliveryResult::Value(bytes::Bytes::new()));
+            if delivery.kind == DeliveryKind::ActorMethod {
+                return delivery.request_id;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tell_whose_submitter_went_away_mid_append_still_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = engine_with_slow_appends(dir.path()).await;
+        let registration = Registration { name: "t".into(), actor_types: vec!["T".into()], service: None };
+        let (component, mut deliveries) = engine.attach(registration).expect("attach");
+        // The submitter (an RPC handler) is dropped while the append is being
+        // written, as when its client's connection dies.
+        let submitter = {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.tell(tell_to("a")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        submitter.abort();
+        assert_eq!(next_method(&engine, &component, &mut deliveries).await, "tell-a");
+    }
+
+    #[tokio::test]
+    async fn a_repeated_tell_is_acknowledged_only_once_its_record_is_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = engine_with_slow_appends(dir.path()).await;
+        let registration = Registration { name: "t".into(), actor_types: vec!["T".into()], service: None };
+        let (component, mut deliveries) = engine.attach(registration).expect("attach");
+        let first = {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.tell(tell_to("b")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        engine.tell(tell_to("b")).await.expect("the repeat is accepted");
+        assert!(started.elapsed() >= Duration::from_millis(100), "the repeat waited for the append");
+        first.await.expect("join").expect("accepted");
+        assert_eq!(next_method(&engine, &component, &mut deliveries).await, "tell-b");
+    }
 }

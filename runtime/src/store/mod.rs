@@ -16,15 +16,19 @@
 //! This module knows nothing of gRPC, the engine or components.
 
 pub mod embedded;
+pub mod redis;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod redis_test_server;
 
 use crate::engine::types::{ActorId, Target, UnixMillis};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+pub use self::redis::RedisStateStore;
 pub use embedded::EmbeddedStateStore;
 
 /// A failure of the store.
