@@ -6,8 +6,8 @@
 //! `TESTAPP_ACTORS` (comma-separated types), `TESTAPP_SERVICE`,
 //! `TESTAPP_LOG_DIR`. It reattaches whenever its runtime restarts.
 
-use kar_client::host::{ActorHost, AppError, Context, Reply, shutdown_signal};
 use kar_client::Client;
+use kar_client::host::{ActorHost, AppError, Context, Reply, shutdown_signal};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
@@ -270,7 +270,8 @@ mod chaos {
         let pid = std::process::id();
         let path = dir.join(format!("{component}-{pid}.chaoslog"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        let _ = LOG.set(ChaosLog { file: Mutex::new(file), component: component.to_owned(), pid, seq: AtomicU64::new(0) });
+        let _ =
+            LOG.set(ChaosLog { file: Mutex::new(file), component: component.to_owned(), pid, seq: AtomicU64::new(0) });
         Ok(())
     }
 
@@ -369,7 +370,13 @@ mod chaos {
     }
 
     /// The reply and what to log as the result.
-    async fn run(ctx: &Context, attempt: &Attempt, kind: &str, method: &str, args: &Value) -> Result<(Reply, Value), AppError> {
+    async fn run(
+        ctx: &Context,
+        attempt: &Attempt,
+        kind: &str,
+        method: &str,
+        args: &Value,
+    ) -> Result<(Reply, Value), AppError> {
         let inv = ctx.request_id().to_owned();
         let me = ctx.actor_id().unwrap_or_default().to_owned();
         match (kind, method) {
@@ -392,10 +399,12 @@ mod chaos {
             // [op, type, id, method, args, after_ms]: calls the child, sleeps
             // after_ms, returns the child's result.
             ("ChaosCaller", "call") => {
-                let (kind, id, child_method) = (str_arg(args, 1, "type")?, str_arg(args, 2, "id")?, str_arg(args, 3, "method")?);
+                let (kind, id, child_method) =
+                    (str_arg(args, 1, "type")?, str_arg(args, 2, "id")?, str_arg(args, 3, "method")?);
                 let child = format!("{inv}.1");
                 attempt.mark("call", &child, None);
-                let answer = ctx.call_actor(&kind, &id, &child_method, arg(args, 4).clone()).await.map_err(app_error)?;
+                let answer =
+                    ctx.call_actor(&kind, &id, &child_method, arg(args, 4).clone()).await.map_err(app_error)?;
                 attempt.mark("got", &child, Some(&answer));
                 tokio::time::sleep(Duration::from_millis(arg(args, 5).as_u64().unwrap_or(0))).await;
                 Ok((answer.clone().into(), answer))
@@ -403,7 +412,8 @@ mod chaos {
             // [op, type, id, method, args, after_ms]: tells the child, sleeps
             // after_ms, returns nothing.
             ("ChaosCaller", "tell") => {
-                let (kind, id, child_method) = (str_arg(args, 1, "type")?, str_arg(args, 2, "id")?, str_arg(args, 3, "method")?);
+                let (kind, id, child_method) =
+                    (str_arg(args, 1, "type")?, str_arg(args, 2, "id")?, str_arg(args, 3, "method")?);
                 let child = format!("{inv}.1");
                 attempt.mark("tell", &child, None);
                 ctx.tell_actor(&kind, &id, &child_method, arg(args, 4).clone()).await.map_err(app_error)?;
