@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests
-# need (buf, grpcurl; later Kafka and Redis), lints the contract, builds the
-# workspace, and runs the unit, conformance, end-to-end and crash tests.
+# need (buf, grpcurl, redis-server, schemathesis), lints the contract, checks
+# formatting and lints, builds the workspace, runs the unit, conformance,
+# end-to-end, crash and chaos tests, and fuzzes the JSON gateway.
 # `.ci/run` calls this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "building the workspace"
 # The end-to-end tests start the kar and testapp binaries built here.
 cargo build --workspace --bins --examples --quiet
+
+step "fuzzing the JSON gateway from its OpenAPI document (schemathesis)"
+FUZZ_TIME_LIMIT=300 KAR=target/debug/kar runtime/tests/fuzz_gateway.sh 10
 
 step "running the tests"
 cargo test --workspace
