@@ -35,6 +35,30 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// The tracing filter (e.g. `info`, `kar_runtime=debug`).
     pub log: String,
+    /// The port of a legacy HTTP app on 127.0.0.1 to deliver invocations to
+    /// as JSON POSTs (see `legacy`); unset for none.
+    pub app_port: Option<u16>,
+    /// The actor types the legacy app hosts (a list, or a comma-separated
+    /// string as in `KAR_ACTORS=A,B`).
+    #[serde(default, deserialize_with = "comma_list")]
+    pub actors: Vec<String>,
+    /// The service the legacy app serves.
+    pub service: Option<String>,
+}
+
+/// A list given as a list or as one comma-separated string.
+fn comma_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match List::deserialize(deserializer)? {
+        List::One(s) => s.split(',').map(str::to_owned).collect(),
+        List::Many(v) => v,
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
 }
 
 impl Default for Config {
@@ -50,6 +74,9 @@ impl Default for Config {
             kafka_brokers: None,
             redis_url: None,
             log: "info".into(),
+            app_port: None,
+            actors: Vec::new(),
+            service: None,
         }
     }
 }
@@ -77,6 +104,12 @@ pub struct Overrides {
     pub redis_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actors: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// A configuration that cannot be read.
@@ -112,6 +145,9 @@ impl Config {
             "kafka_brokers",
             "redis_url",
             "log",
+            "app_port",
+            "actors",
+            "service",
         ])
     }
 
@@ -139,6 +175,28 @@ mod tests {
             assert_eq!(config.data_dir, PathBuf::from("flag-dir"), "flags beat everything");
             assert_eq!(config.actor_idle_timeout, Duration::from_secs(5));
             assert_eq!(config.host, "127.0.0.1", "defaults fill the rest");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_legacy_app_is_configured_from_env_file_and_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KAR_APP_PORT", "8080");
+            jail.set_env("KAR_ACTORS", "Counter, Other");
+            let config = Config::load(None, Config::environment(), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.app_port, Some(8080));
+            assert_eq!(config.actors, vec!["Counter".to_owned(), "Other".to_owned()]);
+            assert_eq!(config.service, None);
+            jail.create_file("kar.toml", "actors = [\"A\"]\nservice = \"s\"")?;
+            let overrides = Overrides { app_port: Some(9090), ..Overrides::default() };
+            jail.set_env("KAR_ACTORS", "");
+            let config = Config::load(None, Config::environment(), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.app_port, Some(9090));
+            assert!(config.actors.is_empty(), "the environment beats the file");
+            assert_eq!(config.service.as_deref(), Some("s"));
+            let round_trip: Config = toml::from_str(&config.to_toml()).map_err(|e| e.to_string())?;
+            assert_eq!(round_trip, config);
             Ok(())
         });
     }

@@ -11,6 +11,8 @@
 //!   gRPC, and the JSON gateway over HTTP/1.1, on one port.
 //! * [`gateway`]: the JSON API transcoded from the `google.api.http`
 //!   annotations, and its OpenAPI document.
+//! * [`legacy`]: the HTTP app channel of `kar run --app-port`: invocations
+//!   posted as JSON to a component that cannot hold a gRPC stream.
 //! * [`api`]: the `kar.v1` services, translating wire messages to the engine.
 //! * [`engine`]: invocations, actor turns and retry orchestration, written
 //!   against the [`log::Log`] and [`store::StateStore`] traits.
@@ -28,6 +30,7 @@ pub mod config;
 pub mod embedded;
 pub mod engine;
 pub mod gateway;
+pub mod legacy;
 pub mod log;
 pub mod server;
 pub mod store;

@@ -230,6 +230,9 @@ pub struct Attempt {
     /// A free-form argument tag the test passed (e.g. a marker).
     #[serde(default)]
     pub tag: String,
+    /// When it was logged (unix milliseconds).
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 /// Reads every attempt logged under `log_dir`.

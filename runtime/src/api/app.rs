@@ -30,7 +30,8 @@ impl AppApi {
 
 type AttachStream = Pin<Box<dyn Stream<Item = Result<v1::AttachResponse, Status>> + Send>>;
 
-fn invocation(delivery: Delivery) -> v1::AttachResponse {
+/// The wire form of a delivery (also the body the legacy HTTP channel posts).
+pub(crate) fn invocation(delivery: Delivery) -> v1::Invocation {
     let (actor, service) = match &delivery.target {
         Target::Actor(a) => (Some(convert::to_actor_ref(a)), String::new()),
         Target::Service(s) => (None, s.clone()),
@@ -41,22 +42,22 @@ fn invocation(delivery: Delivery) -> v1::AttachResponse {
         DeliveryKind::ActorMethod => v1::InvocationKind::ActorMethod,
         DeliveryKind::ServiceMethod => v1::InvocationKind::ServiceMethod,
     };
-    v1::AttachResponse {
-        message: Some(v1::attach_response::Message::Invocation(v1::Invocation {
-            delivery_id: delivery.delivery_id,
-            kind: kind as i32,
-            actor,
-            service,
-            method: delivery.method,
-            payload: Some(convert::decode_payload(&delivery.payload)),
-            context: Some(v1::InvocationContext { flow_id: delivery.flow, request_id: delivery.request_id }),
-            attempt: delivery.attempt,
-            deadline: delivery.deadline.map(convert::timestamp),
-        })),
+    v1::Invocation {
+        delivery_id: delivery.delivery_id,
+        kind: kind as i32,
+        actor,
+        service,
+        method: delivery.method,
+        payload: Some(convert::decode_payload(&delivery.payload)),
+        context: Some(v1::InvocationContext { flow_id: delivery.flow, request_id: delivery.request_id }),
+        attempt: delivery.attempt,
+        deadline: delivery.deadline.map(convert::timestamp),
     }
 }
 
-fn result(result: v1::InvocationResult) -> (u64, DeliveryResult) {
+/// The engine's form of a component's answer: its delivery id and outcome
+/// (no outcome is a void value; a malformed tail call an application error).
+pub(crate) fn result(result: v1::InvocationResult) -> (u64, DeliveryResult) {
     let outcome = match result.outcome {
         Some(v1::invocation_result::Outcome::Value(payload)) => {
             DeliveryResult::Value(Bytes::from(payload.encode_to_vec()))
@@ -137,8 +138,10 @@ impl AppService for AppApi {
                 runtime_id: self.engine.runtime_id().to_owned(),
             })),
         };
-        let stream = futures::stream::once(async move { Ok(registered) })
-            .chain(UnboundedReceiverStream::new(deliveries).map(|d| Ok(invocation(d))));
+        let stream =
+            futures::stream::once(async move { Ok(registered) }).chain(UnboundedReceiverStream::new(deliveries).map(
+                |d| Ok(v1::AttachResponse { message: Some(v1::attach_response::Message::Invocation(invocation(d))) }),
+            ));
         Ok(Response::new(Box::pin(stream)))
     }
 }

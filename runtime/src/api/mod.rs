@@ -5,7 +5,7 @@ pub(crate) mod convert;
 pub(crate) mod status;
 
 mod actors;
-mod app;
+pub(crate) mod app;
 mod events;
 mod mesh;
 mod reminders;

@@ -1,6 +1,11 @@
 //! `kar run`: starts a runtime and, if a command follows `--`, that command
 //! as a child component with `KAR_RUNTIME_ADDR` set. The child's exit ends
 //! the runtime (with the child's exit code); SIGINT/SIGTERM end both.
+//!
+//! With `--app-port N` (and `--actors`, `--service`) the runtime also
+//! attaches, on behalf of a legacy HTTP app on 127.0.0.1:N, the actor types
+//! and service it hosts, and delivers their invocations to it as JSON POSTs
+//! (see `crate::legacy`); the child then also gets `KAR_APP_PORT`.
 
 use crate::api::Limits;
 use crate::config::{Config, Overrides};
@@ -57,6 +62,16 @@ pub struct RunArgs {
     /// The tracing filter, e.g. `info` or `kar_runtime=debug`.
     #[arg(long)]
     pub log: Option<String>,
+    /// The port of a legacy HTTP app on 127.0.0.1 that hosts `--actors`
+    /// and/or `--service`: the runtime posts their invocations to it as JSON.
+    #[arg(long)]
+    pub app_port: Option<u16>,
+    /// The actor types the legacy app on `--app-port` hosts (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub actors: Option<Vec<String>>,
+    /// The service the legacy app on `--app-port` serves.
+    #[arg(long)]
+    pub service: Option<String>,
     /// Once listening, write the address (host:port) to this file.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -78,6 +93,9 @@ impl RunArgs {
             kafka_brokers: self.kafka_brokers.clone(),
             redis_url: self.redis_url.clone(),
             log: self.log.clone(),
+            app_port: self.app_port,
+            actors: self.actors.clone(),
+            service: self.service.clone(),
         }
     }
 }
@@ -93,6 +111,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if config.kafka_brokers.is_some() || config.redis_url.is_some() {
         bail!("the distributed deployment (kafka_brokers, redis_url) is not available in this build yet");
     }
+    let legacy = legacy_options(&config)?;
 
     let db = EmbeddedDb::open(&config.data_dir)
         .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
@@ -118,6 +137,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let server = tokio::spawn(crate::server::serve(engine.clone(), limits, listener, async move {
         let _ = server_stopped.wait_for(|s| *s).await;
     }));
+    let legacy = legacy.map(|options| {
+        let engine = engine.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = crate::legacy::serve(engine, options).await {
+                tracing::error!(error = %e, "the legacy app channel failed");
+            }
+        }))
+    });
     tracing::info!(%address, data_dir = %config.data_dir.display(), epoch = engine.epoch(), "kar runtime ready (embedded)");
     if let Some(path) = &args.ready_file {
         std::fs::write(path, address.to_string()).with_context(|| format!("cannot write {}", path.display()))?;
@@ -127,8 +154,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         wait_for_signal().await;
         ExitCode::SUCCESS
     } else {
-        run_child(&args.command, &address.to_string()).await?
+        run_child(&args.command, &address.to_string(), config.app_port).await?
     };
+    drop(legacy);
     let _ = stop.send(true);
     match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server failed"),
@@ -138,13 +166,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-async fn run_child(command: &[String], address: &str) -> anyhow::Result<ExitCode> {
-    let mut child = tokio::process::Command::new(&command[0])
-        .args(&command[1..])
-        .env("KAR_RUNTIME_ADDR", format!("http://{address}"))
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", command[0]))?;
+/// The legacy app channel's options, if `app_port` is set; what it hosts
+/// without `app_port` (or the reverse) is a configuration error.
+fn legacy_options(config: &Config) -> anyhow::Result<Option<crate::legacy::Options>> {
+    let service = config.service.clone().filter(|s| !s.is_empty());
+    match config.app_port {
+        None if config.actors.is_empty() && service.is_none() => Ok(None),
+        None => bail!("actors and service name what the legacy app on app_port hosts: set app_port too"),
+        Some(_) if config.actors.is_empty() && service.is_none() => {
+            bail!("app_port needs actors and/or service: what the legacy app hosts")
+        }
+        Some(0) => bail!("app_port must not be 0"),
+        Some(port) => Ok(Some(crate::legacy::Options {
+            port,
+            actor_types: config.actors.clone(),
+            service,
+            max_body_bytes: config.max_payload_bytes + 64 * 1024,
+        })),
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_child(command: &[String], address: &str, app_port: Option<u16>) -> anyhow::Result<ExitCode> {
+    let mut child = tokio::process::Command::new(&command[0]);
+    child.args(&command[1..]).env("KAR_RUNTIME_ADDR", format!("http://{address}"));
+    if let Some(port) = app_port {
+        child.env("KAR_APP_PORT", port.to_string());
+    }
+    let mut child = child.kill_on_drop(true).spawn().with_context(|| format!("cannot start {}", command[0]))?;
     tokio::select! {
         status = child.wait() => {
             let status = status?;
@@ -179,7 +236,8 @@ async fn wait_for_signal() {
 }
 
 fn init_tracing(filter: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).with_context(|| format!("bad log filter {filter:?}"))?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).with_context(|| format!("bad log filter {filter:?}"))?;
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     Ok(())
 }

@@ -156,6 +156,42 @@ impl Gateway {
     }
 }
 
+/// The proto3 JSON form of `kar.v1` messages, written and read exactly as
+/// the gateway does (defaults written out, 64-bit integers as strings,
+/// unknown fields refused). The legacy HTTP app channel speaks it.
+#[derive(Clone, Debug)]
+pub(crate) struct JsonCodec {
+    descriptors: Descriptors,
+}
+
+impl JsonCodec {
+    /// Loads the contract's descriptors.
+    pub(crate) fn new() -> Result<Self, Error> {
+        Ok(Self { descriptors: Descriptors::load()? })
+    }
+
+    fn descriptor(&self, full_name: &str) -> Result<prost_reflect::MessageDescriptor, String> {
+        self.descriptors.pool().get_message_by_name(full_name).ok_or_else(|| format!("unknown message {full_name}"))
+    }
+
+    /// `message`, a `full_name` (e.g. `kar.v1.Invocation`), as JSON.
+    pub(crate) fn encode(&self, full_name: &str, message: &impl prost::Message) -> Result<serde_json::Value, String> {
+        let dynamic = DynamicMessage::decode(self.descriptor(full_name)?, message.encode_to_vec().as_slice())
+            .map_err(|e| e.to_string())?;
+        self.descriptors.to_json(&dynamic).map_err(|e| e.to_string())
+    }
+
+    /// Reads a `full_name` message from JSON; an error names the field.
+    pub(crate) fn decode<M: prost::Message + Default>(
+        &self,
+        full_name: &str,
+        json: &serde_json::Value,
+    ) -> Result<M, String> {
+        let dynamic = transcode::decode(&self.descriptor(full_name)?, json).map_err(|(_, message)| message)?;
+        M::decode(prost::Message::encode_to_vec(&dynamic).as_slice()).map_err(|e| e.to_string())
+    }
+}
+
 /// The gRPC services the gateway calls in-process.
 pub trait GrpcService:
     Service<

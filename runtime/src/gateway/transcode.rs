@@ -66,21 +66,29 @@ pub(crate) fn request_message(
 /// Decodes `json` as a `message`-shaped object and merges it in. Errors
 /// name the field path (`actor.id`, `updates.k`) and say what was wrong.
 fn merge(message: &mut DynamicMessage, desc: &MessageDescriptor, json: Json) -> Result<(), ErrorReply> {
+    let decoded = decode(desc, &json).map_err(|(field, error)| ErrorReply::invalid(&field, error))?;
+    message
+        .merge(decoded.encode_to_vec().as_slice())
+        .map_err(|e| ErrorReply::invalid("body", format!("cannot merge the request: {e}")))
+}
+
+/// Decodes `json` as a `desc` message, refusing unknown fields. An error
+/// comes with the field path (`body` for the whole) and a message that
+/// starts with it.
+pub(crate) fn decode(desc: &MessageDescriptor, json: &Json) -> Result<DynamicMessage, (String, String)> {
     let options = DeserializeOptions::new().deny_unknown_fields(true);
     let mut track = serde_path_to_error::Track::new();
-    let decoded = DynamicMessage::deserialize_with_options(
+    DynamicMessage::deserialize_with_options(
         desc.clone(),
-        serde_path_to_error::Deserializer::new(&json, &mut track),
+        serde_path_to_error::Deserializer::new(json, &mut track),
         &options,
     )
     .map_err(|error| {
         let path = track.path().to_string();
-        let field = if path == "." || path.is_empty() { "body" } else { &path };
-        ErrorReply::invalid(field, format!("{field}: {error}"))
-    })?;
-    message
-        .merge(decoded.encode_to_vec().as_slice())
-        .map_err(|e| ErrorReply::invalid("body", format!("cannot merge the request: {e}")))
+        let field = if path == "." || path.is_empty() { "body".to_owned() } else { path };
+        let message = format!("{field}: {error}");
+        (field, message)
+    })
 }
 
 /// The query parameters as a request-shaped JSON object. A parameter names
