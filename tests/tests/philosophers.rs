@@ -50,7 +50,10 @@ async fn wait_for_meals(client: &kar_client::Client, n: usize, at_least: i64) ->
         {
             return Ok(eaten);
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(90), "no progress to {at_least} meals in 90s");
+        if start.elapsed() > Duration::from_secs(90) {
+            let eaten = meals(client, n).await?;
+            anyhow::bail!("no progress to {at_least} meals in 90s: meals {eaten:?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

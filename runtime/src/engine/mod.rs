@@ -665,7 +665,8 @@ impl Engine {
             });
             if abandoned || orphaned {
                 tracing::debug!(request = id, "not starting a call whose caller failed");
-                return Step::Finish(Outcome::Failed(Failure::Cancelled));
+                self.drop_orphan(state, id);
+                return Step::Gone;
             }
         }
         let Some(entry) = state.requests.get_mut(id) else { return Step::Gone };
@@ -723,6 +724,30 @@ impl Engine {
             Target::Service(_) => None,
         };
         Step::Deliver { component, delivery: Box::new(delivery), activate: activate.map(Box::new) }
+    }
+
+    /// Ends a call that must not start because its caller failed (G4). It
+    /// leaves the table at once, in the same critical section as the check,
+    /// so that the retried caller's reissue (same id) can only ever create a
+    /// fresh request, never join this one and inherit its cancellation. Its
+    /// record is dropped from the log without an outcome; the drop is queued
+    /// now, so it is ordered before any reissue's append.
+    fn drop_orphan(&self, state: &mut State, id: &str) {
+        let Some(entry) = state.requests.remove(id) else { return };
+        let drop =
+            self.shared.log.complete(vec![Completion { request_id: id.to_owned(), outcome: None, next: vec![] }]);
+        tokio::spawn(async move {
+            if let Err(e) = drop.await {
+                // Harmless: after a restart, recovery drops pending nested calls.
+                tracing::warn!(error = %e, "cannot drop an orphaned call from the log");
+            }
+        });
+        for waiter in entry.waiters {
+            let _ = waiter.send(Outcome::Failed(Failure::Cancelled));
+        }
+        if let Target::Actor(actor) = &entry.request.target {
+            self.release_turn(state, actor);
+        }
     }
 
     /// Sends a delivery and waits for the answer; `None` if the component went
