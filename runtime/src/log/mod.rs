@@ -27,14 +27,18 @@
 //! This module knows nothing of gRPC, the engine's scheduling or components.
 
 pub mod embedded;
+pub mod kafka;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod kafka_test_broker;
 
 use crate::engine::types::{Outcome, Request};
 use futures::future::BoxFuture;
 
 pub use embedded::EmbeddedLog;
+pub use kafka::KafkaLog;
 
 /// A failure of the log.
 #[derive(Debug, thiserror::Error)]
