@@ -222,3 +222,35 @@ async fn grpcurl_lists_the_services_and_calls_an_actor_through_reflection() -> a
     assert!(health.contains("SERVING"), "{health}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_actor_is_deactivated_and_comes_back_with_its_state() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let runtime = kar_tests::Runtime::start_with(dir.path(), &["--actor-idle-timeout", "300ms"])?;
+    let _component = kar_tests::Component::start(&runtime.addr(), &dir.path().join("attempts"), "app", "Counter", "")?;
+    let client = kar_client::Client::connect(&runtime.addr()).await?;
+    let start = std::time::Instant::now();
+    let counter = client.actor("Counter", "idle");
+    let first = loop {
+        match counter.call("incr", json!([])).await {
+            Ok(v) => break v,
+            Err(_) if start.elapsed() < std::time::Duration::from_secs(30) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    assert_eq!(first, json!(1));
+    let is_active =
+        |actors: Vec<kar_client::ActiveActor>| actors.iter().any(|a| a.actor.as_ref().is_some_and(|r| r.id == "idle"));
+    assert!(is_active(client.list_actors(Some("Counter")).await?));
+    let start = std::time::Instant::now();
+    while is_active(client.list_actors(Some("Counter")).await?) {
+        anyhow::ensure!(start.elapsed() < std::time::Duration::from_secs(10), "the idle actor was not deactivated");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Reactivated on the next call, with its state intact.
+    assert_eq!(counter.call("incr", json!([])).await?, json!(2));
+    assert!(is_active(client.list_actors(Some("Counter")).await?));
+    Ok(())
+}
