@@ -47,7 +47,19 @@ storage_error_from!(
 );
 
 type Finisher = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Finisher, (Error, Finisher)> + Send>;
+type Apply = Box<dyn FnOnce(&WriteTransaction) -> Result<Finisher, (Error, Finisher)> + Send>;
+
+/// A queued write and whether its caller waits for it to be on disk.
+struct Job {
+    apply: Apply,
+    /// False for a write whose caller only needs it applied in order: it may
+    /// reach the disk up to [`LAZY_FLUSH`] later (or with the next durable
+    /// write, which always carries every write queued before it).
+    durable: bool,
+}
+
+/// The longest a lazy write waits for its fsync.
+const LAZY_FLUSH: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The most writes one transaction takes, so a burst cannot starve callers.
 const MAX_BATCH: usize = 4096;
@@ -106,8 +118,29 @@ impl EmbeddedDb {
         R: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<R, Error> + Send + 'static,
     {
+        self.queue(true, write)
+    }
+
+    /// Like [`EmbeddedDb::write`], but the future resolves once the write is
+    /// applied (visible to reads, ordered before every later write), and it
+    /// reaches the disk within [`LAZY_FLUSH`] or with the next durable write,
+    /// whichever comes first. For records nobody is told about until a later
+    /// durable write that implies them.
+    pub fn write_lazily<R, F>(&self, write: F) -> impl Future<Output = Result<R, Error>> + Send + 'static
+    where
+        R: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+    {
+        self.queue(false, write)
+    }
+
+    fn queue<R, F>(&self, durable: bool, write: F) -> impl Future<Output = Result<R, Error>> + Send + 'static
+    where
+        R: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<R, Error> + Send + 'static,
+    {
         let (done, result) = oneshot::channel::<Result<R, Error>>();
-        let job: Job = Box::new(move |txn| match write(txn) {
+        let apply: Apply = Box::new(move |txn| match write(txn) {
             Ok(value) => Ok(Box::new(move |commit: Result<(), Arc<str>>| {
                 let _ = done.send(commit.map(|()| value).map_err(|e| Error::Storage(e.to_string())));
             }) as Finisher),
@@ -119,6 +152,7 @@ impl EmbeddedDb {
                 }) as Finisher,
             )),
         });
+        let job = Job { apply, durable };
         let queued = match &self.inner.jobs {
             Some(jobs) => jobs.send(job).map_err(|_| ()),
             None => Err(()),
@@ -131,7 +165,28 @@ impl EmbeddedDb {
 }
 
 fn write_loop(db: &Database, queue: std::sync::mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
+    use std::sync::mpsc::RecvTimeoutError;
+    // When the oldest write committed without an fsync was committed.
+    let mut unflushed_since: Option<std::time::Instant> = None;
+    loop {
+        let first = match unflushed_since {
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Some(since) => match queue.recv_timeout(LAZY_FLUSH.saturating_sub(since.elapsed())) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    flush(db);
+                    unflushed_since = None;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    flush(db);
+                    return;
+                }
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -139,13 +194,35 @@ fn write_loop(db: &Database, queue: std::sync::mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch);
+        let overdue = unflushed_since.is_some_and(|since| since.elapsed() >= LAZY_FLUSH);
+        let durable = overdue || batch.iter().any(|job| job.durable);
+        commit_batch(db, batch, durable);
+        if durable {
+            unflushed_since = None;
+        } else if unflushed_since.is_none() {
+            unflushed_since = Some(std::time::Instant::now());
+        }
     }
 }
 
-fn commit_batch(db: &Database, batch: Vec<Job>) {
+/// Makes every commit so far durable: an empty transaction committed with
+/// `Durability::Immediate` persists the `Durability::None` commits before it.
+fn flush(db: &Database) {
+    let result = db.begin_write().map_err(|e| e.to_string()).and_then(|txn| txn.commit().map_err(|e| e.to_string()));
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot flush lazy writes");
+    }
+}
+
+fn commit_batch(db: &Database, batch: Vec<Job>, durable: bool) {
     let txn = match db.begin_write() {
-        Ok(txn) => txn,
+        Ok(mut txn) => {
+            if !durable && txn.set_durability(redb::Durability::None).is_err() {
+                // Not allowed here (e.g. a persistent savepoint is pending):
+                // this commit is simply durable.
+            }
+            txn
+        }
         Err(e) => {
             let message: Arc<str> = e.to_string().into();
             tracing::error!(error = %message, "cannot begin a write transaction");
@@ -162,7 +239,7 @@ fn commit_batch(db: &Database, batch: Vec<Job>) {
             fail_job(job, message);
             continue;
         }
-        match job(&txn) {
+        match (job.apply)(&txn) {
             Ok(finish) => finishers.push(finish),
             Err((e, finish)) => {
                 let message: Arc<str> = e.to_string().into();

@@ -448,7 +448,14 @@ impl Engine {
                 Admitted::Done(outcome.clone())
             } else {
                 let request = Arc::new(request);
-                let durable = self.shared.log.append(vec![(*request).clone()]);
+                // A tell is acknowledged once durable; a call's caller hears
+                // nothing before the completion, a durable write ordered after
+                // this one, so its append may ride along lazily.
+                let durable = if kind == RequestKind::Tell {
+                    self.shared.log.append(vec![(*request).clone()])
+                } else {
+                    self.shared.log.append_lazily(vec![(*request).clone()])
+                };
                 let entry = Entry {
                     request,
                     attempt: 0,

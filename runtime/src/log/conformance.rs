@@ -44,6 +44,20 @@ where
     appending_a_pending_id_again_changes_nothing(&log).await;
     let (_guard, log) = fresh().await;
     expired_outcomes_are_forgotten(&log).await;
+    let (_guard, log) = fresh().await;
+    lazy_appends_are_ordered_and_become_durable(&log).await;
+}
+
+async fn lazy_appends_are_ordered_and_become_durable(log: &impl Log) {
+    log.recover().await.expect("recover");
+    log.append_lazily(vec![request("lazy-1")]).await.expect("lazy append");
+    log.append(vec![request("durable-2")]).await.expect("append");
+    log.append_lazily(vec![request("lazy-3")]).await.expect("lazy append");
+    log.complete(vec![Completion { request_id: "lazy-1".into(), outcome: None, next: vec![] }])
+        .await
+        .expect("complete");
+    let recovery = log.recover().await.expect("recover");
+    assert_eq!(ids(&recovery.pending), vec!["durable-2", "lazy-3"]);
 }
 
 async fn expired_outcomes_are_forgotten(log: &impl Log) {

@@ -95,6 +95,10 @@ impl Log for EmbeddedLog {
         self.db.write(move |txn| append_in(txn, &requests)).map(|r| r.map_err(Error::from)).boxed()
     }
 
+    fn append_lazily(&self, requests: Vec<Request>) -> Durable {
+        self.db.write_lazily(move |txn| append_in(txn, &requests)).map(|r| r.map_err(Error::from)).boxed()
+    }
+
     fn complete(&self, completions: Vec<Completion>) -> Durable {
         self.db
             .write(move |txn| {
