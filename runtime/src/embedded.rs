@@ -224,19 +224,18 @@ fn commit_batch(db: &Database, batch: Vec<Job>, durable: bool) {
             txn
         }
         Err(e) => {
-            let message: Arc<str> = e.to_string().into();
-            tracing::error!(error = %message, "cannot begin a write transaction");
-            for job in batch {
-                fail_job(job, &message);
-            }
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            // A job reports only through the finisher it returns when run;
+            // dropping it unrun closes its channel: its caller sees `Closed`.
+            drop(batch);
             return;
         }
     };
     let mut finishers = Vec::with_capacity(batch.len());
     let mut failure: Option<Arc<str>> = None;
     for job in batch {
-        if let Some(message) = &failure {
-            fail_job(job, message);
+        if failure.is_some() {
+            // Never run: dropped, its caller sees `Closed` (see above).
             continue;
         }
         match (job.apply)(&txn) {
@@ -262,13 +261,4 @@ fn commit_batch(db: &Database, batch: Vec<Job>, durable: bool) {
     for finish in finishers {
         finish(outcome.clone());
     }
-}
-
-/// Fails a job that never ran because its batch could not proceed.
-fn fail_job(job: Job, message: &Arc<str>) {
-    // A job only reports through its finisher, which it hands back when run;
-    // with no transaction to run it in, dropping it closes its channel and
-    // the caller sees `Error::Closed` mapped below.
-    let _ = message;
-    drop(job);
 }

@@ -1,70 +1,34 @@
 //! The `kar` command line, run as a real process against a real runtime
 //! (`kar run --port 0`) started for each test.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const KAR: &str = env!("CARGO_BIN_EXE_kar");
+mod common;
 
-/// A `kar run` process with its own data dir; killed when dropped.
-struct Runtime {
-    child: Child,
-    address: String,
-    /// Holds the data dir, the ready file and the log until the test ends.
-    _dir: tempfile::TempDir,
+use common::{KAR, KarRun};
+
+/// A runtime for one test, with a way to run `kar` against it.
+struct Runtime(KarRun);
+
+impl std::ops::Deref for Runtime {
+    type Target = KarRun;
+    fn deref(&self) -> &KarRun {
+        &self.0
+    }
 }
 
 impl Runtime {
-    /// Starts a runtime on a free port and waits (bounded) until it listens.
+    /// Starts a runtime on a free port.
     fn start() -> Runtime {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ready = dir.path().join("ready");
-        let log = std::fs::File::create(dir.path().join("log")).expect("log file");
-        let child = Command::new(KAR)
-            .args(["run", "--port", "0", "--host", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .env_remove("KAR_RUNTIME_ADDR")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start kar run");
-        let mut runtime = Runtime { child, address: String::new(), _dir: dir };
-        runtime.address = wait_for_address(&ready, &mut runtime.child);
-        runtime
+        Runtime(KarRun::start(&[]))
     }
 
     /// Runs `kar ARGS... --runtime ADDRESS`.
     fn kar(&self, args: &[&str]) -> Output {
         kar(&[args, &["--runtime", &self.address]].concat())
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for_address(ready: &Path, child: &mut Child) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(address) = std::fs::read_to_string(ready)
-            && !address.is_empty()
-        {
-            return address.trim().to_owned();
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("kar run exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "kar run did not write its ready file within 20 s");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

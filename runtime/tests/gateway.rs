@@ -7,37 +7,25 @@ use kar_client::Client;
 use kar_client::host::{ActorHost, AppError, Reply, RunningHost};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KAR: &str = env!("CARGO_BIN_EXE_kar");
+mod common;
 
-/// A `kar run` process with its own data dir; killed when dropped.
-struct Runtime {
-    child: Child,
-    address: String,
-    dir: tempfile::TempDir,
+use common::KarRun;
+
+/// A runtime with a small payload limit, and JSON and gRPC clients of it.
+struct Runtime(KarRun);
+
+impl std::ops::Deref for Runtime {
+    type Target = KarRun;
+    fn deref(&self) -> &KarRun {
+        &self.0
+    }
 }
 
 impl Runtime {
     fn start() -> Runtime {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ready = dir.path().join("ready");
-        let log = std::fs::File::create(dir.path().join("log")).expect("log file");
-        let child = Command::new(KAR)
-            .args(["run", "--port", "0", "--host", "127.0.0.1", "--max-payload-bytes", "65536"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .env_remove("KAR_RUNTIME_ADDR")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start kar run");
-        let mut runtime = Runtime { child, address: String::new(), dir };
-        runtime.address = wait_for_address(&ready, &mut runtime.child);
-        runtime
+        Runtime(KarRun::start(&["--max-payload-bytes", "65536"]))
     }
 
     /// Sends `method path` with an optional JSON body and extra headers;
@@ -97,29 +85,6 @@ impl Runtime {
             .start()
             .await
             .expect("attach")
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for_address(ready: &Path, child: &mut Child) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(address) = std::fs::read_to_string(ready)
-            && !address.is_empty()
-        {
-            return address.trim().to_owned();
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("kar run exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "kar run did not become ready");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -883,8 +883,7 @@ impl Engine {
             entry.status = Status::Completing;
             entry.request.clone()
         };
-        // A cancelled orphan leaves no record, so its reissue runs.
-        let keep = request.keep_outcome && outcome != Outcome::Failed(Failure::Cancelled);
+        let keep = request.keep_outcome;
         let completion = Completion { request_id: id.to_owned(), outcome: keep.then(|| outcome.clone()), next: vec![] };
         if let Err(e) = self.shared.log.complete(vec![completion]).await {
             // The outcome is not durable: the request stays pending and runs
