@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests
-# need (buf, grpcurl, redis-server, schemathesis), lints the contract, checks
-# formatting and lints, builds the workspace, runs the unit, conformance,
-# end-to-end, crash and chaos tests, and fuzzes the JSON gateway.
+# need (buf from npm, grpcurl from the Go module proxy, Debian's
+# redis-server, Apache Kafka assembled from Maven Central, schemathesis from
+# PyPI), lints the contract, checks formatting and lints, builds the
+# workspace, fuzzes the JSON gateway, and runs the unit, conformance,
+# end-to-end, crash and chaos tests against a Kafka broker it starts.
 # `.ci/run` calls this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
