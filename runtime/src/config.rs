@@ -33,6 +33,13 @@ pub struct Config {
     pub kafka_brokers: Option<String>,
     /// Redis URL (distributed deployment).
     pub redis_url: Option<String>,
+    /// Partitions per actor type and per service (distributed deployment;
+    /// every runtime of an app must use the same number).
+    pub partitions: u32,
+    /// How long a runtime that stopped answering keeps its partitions
+    /// (distributed deployment; Kafka's consumer group session timeout).
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
     /// The tracing filter (e.g. `info`, `kar_runtime=debug`).
     pub log: String,
     /// The port of a legacy HTTP app on 127.0.0.1 to deliver invocations to
@@ -73,6 +80,8 @@ impl Default for Config {
             max_payload_bytes: crate::api::Limits::default().max_payload_bytes,
             kafka_brokers: None,
             redis_url: None,
+            partitions: 4,
+            session_timeout: Duration::from_secs(10),
             log: "info".into(),
             app_port: None,
             actors: Vec::new(),
@@ -102,6 +111,10 @@ pub struct Overrides {
     pub kafka_brokers: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +157,8 @@ impl Config {
             "max_payload_bytes",
             "kafka_brokers",
             "redis_url",
+            "partitions",
+            "session_timeout",
             "log",
             "app_port",
             "actors",

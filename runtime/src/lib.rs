@@ -19,6 +19,8 @@
 //! * [`log`] and [`store`]: the traits and their implementations.
 //! * [`embedded`]: the `redb` file and group-commit writer behind the
 //!   embedded log and store.
+//! * [`sidecar`]: the registry of the application's runtimes, kept in the
+//!   store by each runtime's heartbeat.
 //!
 //! Dependencies point one way: `cli` → `server` → `api` → `engine` → `log`,
 //! `store` (traits) ← implementations. See `ARCHITECTURE.md` for the flow of
@@ -32,6 +34,8 @@ pub mod engine;
 pub mod gateway;
 pub mod legacy;
 pub mod log;
+pub mod mesh;
 pub mod server;
+pub mod sidecar;
 pub mod store;
 pub mod topics;

@@ -117,6 +117,51 @@ fn get_components_prints_an_empty_table() {
 }
 
 #[test]
+fn get_sidecars_lists_the_runtime_itself() {
+    let runtime = Runtime::start();
+    // The runtime registers itself with its first heartbeat, right after
+    // start-up; nothing tells when that write landed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let json = runtime.kar(&["get", "sidecars", "-o", "json"]);
+        assert_success(&json);
+        let listed: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("a JSON array");
+        if listed.as_array().is_some_and(|l| !l.is_empty()) || Instant::now() > deadline {
+            break listed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["address"], runtime.address.as_str());
+    assert_eq!(listed[0]["deployment"], "embedded");
+    assert!(listed[0]["started_at"].is_string(), "{listed}");
+
+    let table = runtime.kar(&["get", "sidecars"]);
+    assert_success(&table);
+    let text = stdout(&table);
+    let lines: Vec<Vec<&str>> =
+        text.lines().map(|l| l.split("   ").map(str::trim).filter(|c| !c.is_empty()).collect()).collect();
+    assert_eq!(lines[0], ["RUNTIME ID", "ADDRESS", "DEPLOYMENT", "ACTOR TYPES", "SERVICES", "PARTITIONS", "AGE"]);
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[1][1..3], [runtime.address.as_str(), "embedded"], "{text}");
+}
+
+#[test]
+fn purge_refuses_bad_arguments_with_one_line() {
+    for (args, message) in [
+        (&["purge", "--app", "shop"][..], "kar: nothing to purge: give --kafka-brokers, --redis-url or both\n"),
+        (
+            &["purge", "--app", "a:b", "--redis-url", "redis://127.0.0.1:1"][..],
+            "kar: invalid app name \"a:b\": it must be non-empty and without ':'\n",
+        ),
+    ] {
+        let output = kar(args);
+        assert!(!output.status.success(), "{args:?} must fail");
+        assert_eq!(stderr(&output), message);
+    }
+}
+
+#[test]
 fn bench_prints_one_summary_line() {
     let runtime = Runtime::start();
     let output = runtime.kar(&["bench", "--seconds", "1", "--warmup", "0.2", "--concurrency", "4"]);

@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use kar_proto::metadata;
 use kar_proto::v1::{
     ActiveActor, ActorRef, CallActorRequest, CallServiceRequest, Component, ListActorsRequest, ListComponentsRequest,
-    Payload, RemoveActorRequest, TellActorRequest, TellServiceRequest, actors_service_client::ActorsServiceClient,
-    call_actor_request, call_actor_response, call_service_request, call_service_response,
-    mesh_service_client::MeshServiceClient, payload, services_service_client::ServicesServiceClient,
-    tell_actor_request, tell_service_request,
+    ListSidecarsRequest, Payload, RemoveActorRequest, Sidecar, TellActorRequest, TellServiceRequest,
+    actors_service_client::ActorsServiceClient, call_actor_request, call_actor_response, call_service_request,
+    call_service_response, mesh_service_client::MeshServiceClient, payload,
+    services_service_client::ServicesServiceClient, tell_actor_request, tell_service_request,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -192,6 +192,14 @@ impl Client {
         let mut mesh = MeshServiceClient::new(self.channel.clone());
         let response = with_deadline(request.timeout, mesh.list_actors(request.inner)).await?;
         Ok(response.actors)
+    }
+
+    /// The runtimes (sidecars) of the application, ordered by runtime id.
+    pub async fn list_sidecars(&self) -> Result<Vec<Sidecar>> {
+        let request = self.request(&Caller::External, Rpc::Plain, ListSidecarsRequest {})?;
+        let mut mesh = MeshServiceClient::new(self.channel.clone());
+        let response = with_deadline(request.timeout, mesh.list_sidecars(request.inner)).await?;
+        Ok(response.sidecars)
     }
 
     pub(crate) async fn call_actor_from(

@@ -73,6 +73,6 @@ pub use client::{ActorProxy, Client, DEFAULT_RUNTIME_ADDR, RUNTIME_ADDR_ENV};
 pub use error::{Error, Result};
 pub use host::{Actor, ActorHost, AppError, Context, Reply, RunningHost, Service};
 pub use kar_proto;
-pub use kar_proto::v1::{ActiveActor, Component, Payload};
+pub use kar_proto::v1::{ActiveActor, Component, Payload, Sidecar};
 pub use kar_proto::v1::{Reminder, Subscription};
 pub use state::{ActorState, JsonMap, StateClient, StateUpdate, UpdateCounts};

@@ -1,7 +1,9 @@
-//! `MeshService`: introspection of components and active actors.
+//! `MeshService`: introspection of the application's runtimes (the sidecar
+//! registry in the store), components and active actors.
 
-use super::convert;
+use super::{convert, status};
 use crate::engine::Engine;
+use crate::sidecar::{self, SidecarInfo};
 use kar_proto::v1::{self, mesh_service_server::MeshService};
 use tonic::{Request, Response, Status};
 
@@ -52,5 +54,30 @@ impl MeshService for MeshApi {
             .map(|a| v1::ActiveActor { actor: Some(convert::to_actor_ref(&a.actor)), component_id: a.component_id })
             .collect();
         Ok(Response::new(v1::ListActorsResponse { actors }))
+    }
+
+    async fn list_sidecars(
+        &self,
+        _request: Request<v1::ListSidecarsRequest>,
+    ) -> Result<Response<v1::ListSidecarsResponse>, Status> {
+        let sidecars = sidecar::list(self.engine.store().as_ref()).await.map_err(status::from_store)?;
+        Ok(Response::new(v1::ListSidecarsResponse { sidecars: sidecars.into_iter().map(to_sidecar).collect() }))
+    }
+}
+
+fn to_sidecar(info: SidecarInfo) -> v1::Sidecar {
+    let started_at = prost_types::Timestamp {
+        seconds: (info.started_at_ms / 1000).min(i64::MAX as u64) as i64,
+        nanos: (info.started_at_ms % 1000) as i32 * 1_000_000,
+    };
+    v1::Sidecar {
+        runtime_id: info.runtime_id,
+        address: info.address,
+        app: info.app,
+        deployment: info.deployment,
+        started_at: Some(started_at),
+        actor_types: info.actor_types,
+        services: info.services,
+        partitions: info.partitions,
     }
 }

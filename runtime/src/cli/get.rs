@@ -1,11 +1,11 @@
-//! `kar get components|actors|subscriptions|reminders`: lists what the mesh
-//! knows, as a table or as JSON.
+//! `kar get components|actors|subscriptions|reminders|sidecars`: lists what
+//! the mesh knows, as a table or as JSON.
 
 use super::remote::{RuntimeArgs, client_error};
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use kar_client::kar_proto::v1::subscription_target::Target as SubscriptionTarget;
-use kar_client::{ActiveActor, Component, Subscription};
+use kar_client::{ActiveActor, Component, Sidecar, Subscription};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -16,7 +16,8 @@ pub struct GetArgs {
     /// What to list.
     #[arg(value_enum)]
     pub resource: Resource,
-    /// Only components hosting, actors of, or reminders of this actor type.
+    /// Only components or sidecars hosting, actors of, or reminders of this
+    /// actor type.
     #[arg(long = "type", value_name = "TYPE")]
     pub actor_type: Option<String>,
     /// Only reminders of this actor (of `--type`).
@@ -44,6 +45,8 @@ pub enum Resource {
     Subscriptions,
     /// The reminders (as `kar reminders list`).
     Reminders,
+    /// The runtimes of the application, as registered in its store.
+    Sidecars,
 }
 
 /// How `kar get` prints a list.
@@ -94,6 +97,17 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
             (header, rows, subscriptions.iter().map(subscription_json).collect())
         }
         Resource::Reminders => super::reminders::list(&client, args.actor_type.as_deref(), args.id.as_deref()).await?,
+        Resource::Sidecars => {
+            let mut sidecars = client.list_sidecars().await.map_err(client_error)?;
+            if let Some(actor_type) = &args.actor_type {
+                sidecars.retain(|s| s.actor_types.contains(actor_type));
+            }
+            sidecars.sort_by(|a, b| a.runtime_id.cmp(&b.runtime_id));
+            let header = &["RUNTIME ID", "ADDRESS", "DEPLOYMENT", "ACTOR TYPES", "SERVICES", "PARTITIONS", "AGE"];
+            let now = SystemTime::now();
+            let rows = sidecars.iter().map(|s| sidecar_row(s, now)).collect();
+            (header, rows, sidecars.iter().map(sidecar_json).collect())
+        }
     };
     print_list(args.output, header, &rows, &objects)?;
     Ok(ExitCode::SUCCESS)
@@ -121,11 +135,17 @@ fn component_row(c: &Component) -> Vec<String> {
     ]
 }
 
+/// A wire timestamp as a point in time (clamped to the epoch).
+fn system_time(t: &prost_types::Timestamp) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.clamp(0, 999_999_999) as u32)
+}
+
+fn rfc3339(t: &prost_types::Timestamp) -> String {
+    humantime::format_rfc3339_millis(system_time(t)).to_string()
+}
+
 fn component_json(c: &Component) -> Value {
-    let connected_at = c.connected_at.as_ref().map(|t| {
-        let since_epoch = Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32);
-        humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + since_epoch).to_string()
-    });
+    let connected_at = c.connected_at.as_ref().map(rfc3339);
     json!({
         "id": c.id,
         "name": c.name,
@@ -135,6 +155,46 @@ fn component_json(c: &Component) -> Value {
         "connected_at": connected_at,
         "in_flight": c.in_flight,
     })
+}
+
+fn sidecar_row(s: &Sidecar, now: SystemTime) -> Vec<String> {
+    let or_dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+    let age = s.started_at.as_ref().and_then(|t| now.duration_since(system_time(t)).ok());
+    vec![
+        s.runtime_id.clone(),
+        s.address.clone(),
+        s.deployment.clone(),
+        or_dash(s.actor_types.join(",")),
+        or_dash(s.services.join(",")),
+        s.partitions.len().to_string(),
+        age.map_or_else(|| "-".to_owned(), short_age),
+    ]
+}
+
+fn sidecar_json(s: &Sidecar) -> Value {
+    json!({
+        "runtime_id": s.runtime_id,
+        "address": s.address,
+        "app": s.app,
+        "deployment": s.deployment,
+        "started_at": s.started_at.as_ref().map(rfc3339),
+        "actor_types": s.actor_types,
+        "services": s.services,
+        "partitions": s.partitions,
+    })
+}
+
+/// An age in its two largest units, as `kubectl get` prints it: `42s`,
+/// `5m3s`, `2h7m`, `3d4h`.
+fn short_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s}s"),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ => format!("{d}d{h}h"),
+    }
 }
 
 fn actor_row(a: &ActiveActor) -> Vec<String> {
@@ -193,4 +253,36 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out += &line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_print_in_their_two_largest_units() {
+        let age = |secs| short_age(Duration::from_secs(secs));
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(5 * 60 + 3), "5m3s");
+        assert_eq!(age(2 * 3600 + 7 * 60 + 59), "2h7m");
+        assert_eq!(age(3 * 86_400 + 4 * 3600 + 5), "3d4h");
+    }
+
+    #[test]
+    fn a_sidecar_row_counts_partitions_and_dashes_empty_lists() {
+        let started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let sidecar = Sidecar {
+            runtime_id: "rt-1".into(),
+            address: "10.0.0.1:3500".into(),
+            app: "shop".into(),
+            deployment: "distributed".into(),
+            started_at: Some(prost_types::Timestamp::from(started)),
+            actor_types: vec!["Cart".into(), "Slow".into()],
+            services: Vec::new(),
+            partitions: vec!["actor.Slow.3".into(), "actor.Cart.0".into()],
+        };
+        let row = sidecar_row(&sidecar, started + Duration::from_secs(90));
+        assert_eq!(row, ["rt-1", "10.0.0.1:3500", "distributed", "Cart,Slow", "-", "2", "1m30s"]);
+    }
 }

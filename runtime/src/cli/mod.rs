@@ -7,6 +7,7 @@ pub mod get;
 pub mod invoke;
 pub mod openapi;
 pub mod publish;
+pub mod purge;
 pub mod reminders;
 pub mod remote;
 pub mod run;
@@ -41,7 +42,7 @@ pub enum Command {
     Call(call::CallArgs),
     /// Read and write an actor's state.
     State(state::StateArgs),
-    /// List the components, active actors, subscriptions or reminders of the mesh.
+    /// List the components, active actors, subscriptions, reminders or sidecars of the mesh.
     Get(get::GetArgs),
     /// List, schedule and cancel the reminders of actors.
     Reminders(reminders::RemindersArgs),
@@ -55,6 +56,8 @@ pub enum Command {
     Unsubscribe(unsubscribe::UnsubscribeArgs),
     /// Print (or write) the OpenAPI document of the JSON API.
     Openapi(openapi::OpenapiArgs),
+    /// Delete an application's Kafka topics and Redis keys (a dry run without --yes).
+    Purge(purge::PurgeArgs),
     /// Measure call latency and throughput against a runtime.
     Bench(bench::BenchArgs),
     /// Print the version of this command and of the runtime it can reach.
@@ -76,6 +79,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Subscribe(args) => subscribe::run(args).await,
         Command::Unsubscribe(args) => unsubscribe::run(args).await,
         Command::Openapi(args) => openapi::run(args).await,
+        Command::Purge(args) => purge::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Version(args) => version::run(args).await,
     }

@@ -10,10 +10,12 @@
 use crate::api::Limits;
 use crate::config::{Config, Overrides};
 use crate::embedded::EmbeddedDb;
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions, new_runtime_id};
 use crate::log::EmbeddedLog;
-use crate::store::EmbeddedStateStore;
-use crate::topics::EmbeddedTopics;
+use crate::mesh::{HashPlacement, Mesh, MeshConfig};
+use crate::sidecar::{DISTRIBUTED, EMBEDDED, SidecarInfo};
+use crate::store::{EmbeddedStateStore, RedisStateStore, StateStore};
+use crate::topics::{EmbeddedTopics, KafkaTopics};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -59,6 +61,14 @@ pub struct RunArgs {
     /// Redis URL (distributed deployment).
     #[arg(long)]
     pub redis_url: Option<String>,
+    /// Partitions per actor type and per service (distributed deployment;
+    /// the same on every runtime of an app).
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// How long a runtime that stopped answering keeps its partitions, e.g.
+    /// `10s` (distributed deployment; at least 6s).
+    #[arg(long)]
+    pub session_timeout: Option<String>,
     /// The tracing filter, e.g. `info` or `kar_runtime=debug`.
     #[arg(long)]
     pub log: Option<String>,
@@ -92,6 +102,8 @@ impl RunArgs {
             max_payload_bytes: self.max_payload_bytes,
             kafka_brokers: self.kafka_brokers.clone(),
             redis_url: self.redis_url.clone(),
+            partitions: self.partitions,
+            session_timeout: self.session_timeout.clone(),
             log: self.log.clone(),
             app_port: self.app_port,
             actors: self.actors.clone(),
@@ -108,24 +120,44 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     init_tracing(&config.log)?;
-    if config.kafka_brokers.is_some() || config.redis_url.is_some() {
-        bail!("the distributed deployment (kafka_brokers, redis_url) is not available in this build yet");
-    }
     let legacy = legacy_options(&config)?;
-
-    let db = EmbeddedDb::open(&config.data_dir)
-        .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
-    let engine = Engine::start(
-        Arc::new(EmbeddedLog::new(db.clone())),
-        Arc::new(EmbeddedStateStore::new(db.clone())),
-        Arc::new(EmbeddedTopics::new(db)),
-        EngineOptions {
-            actor_idle_timeout: config.actor_idle_timeout,
-            outcome_retention: config.outcome_retention,
-            ..EngineOptions::default()
-        },
-    )
-    .await?;
+    let options = EngineOptions {
+        actor_idle_timeout: config.actor_idle_timeout,
+        outcome_retention: config.outcome_retention,
+        ..EngineOptions::default()
+    };
+    let (engine, mesh) = match distributed(&config)? {
+        None => {
+            let db = EmbeddedDb::open(&config.data_dir)
+                .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
+            let engine = Engine::start(
+                Arc::new(EmbeddedLog::new(db.clone())),
+                Arc::new(EmbeddedStateStore::new(db.clone())),
+                Arc::new(EmbeddedTopics::new(db)),
+                options,
+            )
+            .await?;
+            (engine, None)
+        }
+        Some((brokers, redis_url)) => {
+            let store: Arc<dyn StateStore> = Arc::new(RedisStateStore::connect(redis_url, &config.app).await?);
+            let topics = Arc::new(KafkaTopics::new(brokers, &config.app)?);
+            let runtime_id = new_runtime_id();
+            let mesh_config = MeshConfig {
+                brokers: brokers.to_owned(),
+                app: config.app.clone(),
+                partitions: config.partitions,
+                session_timeout: config.session_timeout,
+                replication_factor: 1,
+            };
+            let mesh = Mesh::connect(mesh_config, &runtime_id, store.clone()).await?;
+            let placement = Arc::new(HashPlacement::new(config.partitions));
+            let engine =
+                Engine::new(runtime_id, placement, Some(Arc::new(mesh.clone())), store, topics, options).await?;
+            mesh.run(engine.clone());
+            (engine, Some(mesh))
+        }
+    };
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
@@ -145,7 +177,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }))
     });
-    tracing::info!(%address, data_dir = %config.data_dir.display(), epoch = engine.epoch(), "kar runtime ready (embedded)");
+    let heartbeat = {
+        let engine = engine.clone();
+        let mesh = mesh.clone();
+        let app = config.app.clone();
+        let address = address.to_string();
+        let started_at_ms = crate::engine::types::now_millis();
+        crate::sidecar::spawn_heartbeat(
+            engine.store().clone(),
+            move || sidecar_info(&engine, mesh.as_ref(), &app, &address, started_at_ms),
+            std::time::Duration::from_secs(2),
+        )
+    };
+    match &mesh {
+        None => {
+            tracing::info!(%address, data_dir = %config.data_dir.display(), epoch = engine.epoch(), "kar runtime ready (embedded)")
+        }
+        Some(_) => {
+            tracing::info!(%address, runtime = engine.runtime_id(), app = %config.app, "kar runtime ready (distributed)")
+        }
+    }
     if let Some(path) = &args.ready_file {
         std::fs::write(path, address.to_string()).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -157,6 +208,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         run_child(&args.command, &address.to_string(), config.app_port).await?
     };
     drop(legacy);
+    heartbeat.abort();
+    let _ = heartbeat.await;
+    if let Some(mesh) = &mesh {
+        // Hand the partitions over now rather than after the session timeout.
+        mesh.shutdown().await;
+    }
+    if let Err(e) = crate::sidecar::deregister(engine.store().as_ref(), engine.runtime_id()).await {
+        tracing::warn!(error = %e, "cannot leave the sidecar registry");
+    }
     let _ = stop.send(true);
     match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server failed"),
@@ -164,6 +224,49 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     Ok(code)
+}
+
+/// The Kafka brokers and Redis URL of the distributed deployment; `None` for
+/// the embedded one. Setting only one of them is an error.
+fn distributed(config: &Config) -> anyhow::Result<Option<(&str, &str)>> {
+    match (config.kafka_brokers.as_deref(), config.redis_url.as_deref()) {
+        (None, None) => Ok(None),
+        (Some(_), None) => bail!("kafka_brokers is set but redis_url is not: the distributed deployment needs both"),
+        (None, Some(_)) => bail!("redis_url is set but kafka_brokers is not: the distributed deployment needs both"),
+        (Some(brokers), Some(redis)) => {
+            if !(1..=1024).contains(&config.partitions) {
+                bail!("partitions must be between 1 and 1024 (got {})", config.partitions);
+            }
+            if config.session_timeout < std::time::Duration::from_secs(6) {
+                bail!("session_timeout must be at least 6s (Kafka's minimum)");
+            }
+            Ok(Some((brokers, redis)))
+        }
+    }
+}
+
+/// What this runtime says about itself in the sidecar registry.
+fn sidecar_info(engine: &Engine, mesh: Option<&Mesh>, app: &str, address: &str, started_at_ms: u64) -> SidecarInfo {
+    let components = engine.components();
+    let mut actor_types: Vec<String> = components.iter().flat_map(|c| c.registration.actor_types.clone()).collect();
+    actor_types.sort();
+    actor_types.dedup();
+    let mut services: Vec<String> = components.iter().filter_map(|c| c.registration.service.clone()).collect();
+    services.sort();
+    services.dedup();
+    SidecarInfo {
+        runtime_id: engine.runtime_id().to_owned(),
+        address: address.to_owned(),
+        app: app.to_owned(),
+        deployment: if mesh.is_some() { DISTRIBUTED } else { EMBEDDED }.to_owned(),
+        started_at_ms,
+        actor_types,
+        services,
+        partitions: match mesh {
+            Some(mesh) => mesh.owned(),
+            None => vec![crate::engine::SINGLE_PARTITION.to_owned()],
+        },
+    }
 }
 
 /// The legacy app channel's options, if `app_port` is set; what it hosts

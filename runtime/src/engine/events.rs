@@ -85,7 +85,7 @@ impl Engine {
             return Err(Error::InvalidArgument("target.method is required".into()));
         }
         check_topic_name(&topic)?;
-        self.check_known(&target)?;
+        self.check_known(&target).await?;
         let Some(end) = self.shared.topics.end_offset(&topic).await? else {
             return Err(Error::NotFound(format!("no topic named {topic:?}")));
         };
@@ -100,12 +100,12 @@ impl Engine {
         let record = SubscriptionRecord {
             id: id.clone(),
             topic,
-            target,
+            target: target.clone(),
             method,
             next_offset: if from_oldest { 0 } else { end },
         };
         let created = self.shared.store.put_subscription(record).await?;
-        self.spawn_delivery(id);
+        self.spawn_delivery(id, &target);
         Ok(created)
     }
 
@@ -126,13 +126,15 @@ impl Engine {
     /// Starts the delivery tasks of the stored subscriptions.
     pub(super) async fn spawn_deliveries(&self) -> Result<(), Error> {
         for subscription in self.shared.store.list_subscriptions().await? {
-            self.spawn_delivery(subscription.id);
+            self.spawn_delivery(subscription.id, &subscription.target);
         }
         Ok(())
     }
 
-    fn spawn_delivery(&self, id: String) {
-        if !self.lock().delivering.insert(id.clone()) {
+    /// Starts the delivery task of a subscription, unless it runs already or
+    /// the subscription's target is owned by another runtime (which delivers).
+    fn spawn_delivery(&self, id: String, target: &Target) {
+        if !self.owns(target, &id) || !self.lock().delivering.insert(id.clone()) {
             return;
         }
         let engine = self.clone();
@@ -151,6 +153,10 @@ impl Engine {
             tokio::pin!(published);
             published.as_mut().enable();
             let Some(subscription) = self.shared.store.subscription(id).await? else { return Ok(()) };
+            if !self.owns(&subscription.target, id) {
+                // Its partition moved to another runtime, which delivers now.
+                return Ok(());
+            }
             let events = match self.shared.topics.read(&subscription.topic, subscription.next_offset, READ_BATCH).await
             {
                 Ok(events) => events,

@@ -28,6 +28,18 @@
 //!   issues them again under the same deterministic id.
 //! * G6: each actor has a turn held by one flow; calls of the same flow
 //!   re-enter, others queue in arrival order.
+//!
+//! # Partitions
+//!
+//! Requests are journalled in partitions: each is a [`Log`] of its own, with
+//! its own ownership epoch. [`Placement`] maps a request to its partition;
+//! the engine runs the requests of the partitions it has adopted
+//! ([`Engine::adopt`]) and hands every other request to the [`Remote`] owner.
+//! The embedded deployment has one partition that holds everything; in a mesh
+//! partitions move between runtimes ([`Engine::release`] lets one go). A tail
+//! call whose next step belongs to another partition is journalled where the
+//! current step ran, as a proxy that forwards the step to its partition and
+//! completes with its outcome, so that the hand-off stays one atomic write.
 
 pub mod components;
 pub mod events;
@@ -38,6 +50,7 @@ use crate::log::{Completion, Log};
 use crate::store::StateStore;
 use crate::topics::Topics;
 use components::{Component, ComponentInfo, Registration};
+use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -133,6 +146,46 @@ pub struct ActiveActor {
     pub component_id: String,
 }
 
+/// The name of the one partition of the embedded deployment.
+pub const SINGLE_PARTITION: &str = "all";
+
+/// Maps requests to the partitions that journal and run them.
+pub trait Placement: Send + Sync + 'static {
+    /// The partition of a request to `target` with id `request_id` (actors
+    /// are placed by instance; service requests may be spread by id).
+    fn partition_of(&self, target: &Target, request_id: &str) -> String;
+}
+
+/// The placement of the embedded deployment: one partition for everything.
+pub struct SinglePartition;
+
+impl Placement for SinglePartition {
+    fn partition_of(&self, _target: &Target, _request_id: &str) -> String {
+        SINGLE_PARTITION.to_owned()
+    }
+}
+
+/// The rest of a mesh, as the engine sees it: the owners of the partitions
+/// this runtime has not adopted.
+pub trait Remote: Send + Sync + 'static {
+    /// Hands `request` to the owner of `partition`. With `wait`, resolves
+    /// with the request's outcome; otherwise once the request is durably
+    /// accepted (with an empty value). Repeating a forward is harmless: the
+    /// owner deduplicates by request id.
+    fn forward(&self, partition: &str, request: Request, wait: bool) -> BoxFuture<'static, Result<Outcome, Error>>;
+
+    /// Sends the outcome of a forwarded request to the runtime waiting for it.
+    fn reply(&self, runtime: &str, request_id: &str, outcome: &Outcome);
+
+    /// Whether the attempt that issued a call may still be live: false once
+    /// the caller's partition has a newer ownership epoch.
+    fn caller_alive(&self, caller: &Caller) -> BoxFuture<'static, bool>;
+
+    /// The actor types and services (`actor:T`, `service:S`) that components
+    /// attached here host, after it changed.
+    fn hosting(&self, targets: Vec<String>);
+}
+
 /// The engine. Cheap to clone; every clone drives the same engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -140,14 +193,13 @@ pub struct Engine {
 }
 
 struct Shared {
-    log: Arc<dyn Log>,
+    placement: Arc<dyn Placement>,
+    remote: Option<Arc<dyn Remote>>,
     store: Arc<dyn StateStore>,
     topics: Arc<dyn Topics>,
     /// Wakes the event delivery tasks when something is published.
     published: tokio::sync::Notify,
     options: EngineOptions,
-    /// This process's ownership epoch of the log.
-    epoch: u64,
     /// Identifies this runtime process.
     runtime_id: String,
     next_delivery: AtomicU64,
@@ -157,6 +209,8 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
+    /// The partitions adopted by this runtime.
+    partitions: HashMap<String, Partition>,
     /// Every accepted request not yet completed, by id.
     requests: HashMap<String, Entry>,
     /// Outcomes of recently completed requests with kept outcomes, in two
@@ -183,8 +237,21 @@ enum Status {
     Completing,
 }
 
+/// A partition adopted by this runtime.
+struct Partition {
+    log: Arc<dyn Log>,
+    /// This runtime's ownership epoch of the partition.
+    epoch: u64,
+    /// Being released: nothing new is accepted into it.
+    releasing: bool,
+}
+
 struct Entry {
     request: Arc<Request>,
+    /// The partition whose log journals the request.
+    partition: String,
+    /// Runtimes waiting for the outcome of a forwarded request.
+    reply_to: Vec<String>,
     attempt: u32,
     status: Status,
     /// Callers waiting for the outcome.
@@ -232,40 +299,91 @@ fn park_key(target: &Target) -> Target {
 
 const KNOWN_TARGETS: &str = "known_targets";
 
+/// A fresh id for a runtime process.
+pub fn new_runtime_id() -> String {
+    format!("kar-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The metadata key under which a partition's current epoch is published.
+fn epoch_key(partition: &str) -> String {
+    format!("epoch.{partition}")
+}
+
+/// The metadata key that records that some component hosts a target.
+fn known_key(target_key: &str) -> String {
+    format!("known.{target_key}")
+}
+
 impl Engine {
-    /// Recovers the log and starts the engine: pending requests are retried,
-    /// except calls made from handlers, which their retried callers reissue.
+    /// Starts the engine of the embedded deployment: one partition, `log`,
+    /// recovered at once (pending requests are retried, except calls made
+    /// from handlers, which their retried callers reissue).
     pub async fn start(
         log: Arc<dyn Log>,
         store: Arc<dyn StateStore>,
         topics: Arc<dyn Topics>,
         options: EngineOptions,
     ) -> Result<Engine, Error> {
-        let recovery = log.recover().await?;
+        let engine = Engine::new(new_runtime_id(), Arc::new(SinglePartition), None, store, topics, options).await?;
+        engine.adopt(SINGLE_PARTITION, log).await?;
+        Ok(engine)
+    }
+
+    /// Starts an engine that owns no partition yet: [`Engine::adopt`] gives it
+    /// some; requests for the others go to `remote`.
+    pub async fn new(
+        runtime_id: String,
+        placement: Arc<dyn Placement>,
+        remote: Option<Arc<dyn Remote>>,
+        store: Arc<dyn StateStore>,
+        topics: Arc<dyn Topics>,
+        options: EngineOptions,
+    ) -> Result<Engine, Error> {
         let known: HashSet<String> = match store.metadata(KNOWN_TARGETS).await? {
             Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
             None => HashSet::new(),
         };
         let engine = Engine {
             shared: Arc::new(Shared {
-                log,
+                placement,
+                remote,
                 store,
                 topics,
                 published: tokio::sync::Notify::new(),
                 options,
-                epoch: recovery.epoch,
-                runtime_id: format!("kar-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+                runtime_id,
                 next_delivery: AtomicU64::new(1),
                 next_component: AtomicU64::new(1),
                 state: Mutex::new(State { known, ..State::default() }),
             }),
         };
+        engine.spawn_housekeeping();
+        engine.spawn_reminder_ticker();
+        Ok(engine)
+    }
+
+    /// Takes ownership of a partition: recovers its log (which fences the
+    /// previous owner), retries its pending requests (except calls made from
+    /// handlers, which their retried callers reissue) and starts delivering
+    /// the events of its subscriptions. Returns the new epoch.
+    pub async fn adopt(&self, partition: &str, log: Arc<dyn Log>) -> Result<u64, Error> {
+        let recovery = log.recover().await?;
+        let epoch = recovery.epoch;
+        if self.shared.remote.is_some() {
+            // Lets other runtimes tell orphans of this partition's callers.
+            self.shared.store.set_metadata(&epoch_key(partition), epoch.to_string().into()).await?;
+        }
         let mut orphans = Vec::new();
         {
-            let mut state = engine.lock();
+            let mut state = self.lock();
+            state.partitions.insert(partition.to_owned(), Partition { log: log.clone(), epoch, releasing: false });
+            let mut retried = 0;
             for request in recovery.pending {
                 if request.kind == RequestKind::Call && request.caller.is_some() && request.step == 0 {
                     orphans.push(Completion { request_id: request.id.clone(), outcome: None, next: vec![] });
+                    continue;
+                }
+                if state.requests.contains_key(&request.id) {
                     continue;
                 }
                 let id = request.id.clone();
@@ -273,28 +391,122 @@ impl Engine {
                     id.clone(),
                     Entry {
                         request: Arc::new(request),
+                        partition: partition.to_owned(),
+                        reply_to: vec![],
                         attempt: 0,
                         status: Status::Pending,
                         waiters: vec![],
                         journal: Journal::Durable,
                     },
                 );
-                engine.schedule(&mut state, &id);
+                self.schedule(&mut state, &id);
+                retried += 1;
             }
-            tracing::info!(
-                epoch = engine.shared.epoch,
-                retried = state.requests.len(),
-                orphans = orphans.len(),
-                "engine recovered"
-            );
+            tracing::info!(partition, epoch, retried, orphans = orphans.len(), "partition adopted");
         }
         if !orphans.is_empty() {
-            engine.shared.log.complete(orphans).await?;
+            log.complete(orphans).await?;
         }
-        engine.spawn_housekeeping();
-        engine.spawn_reminder_ticker();
-        engine.spawn_deliveries().await?;
-        Ok(engine)
+        self.spawn_deliveries().await?;
+        Ok(epoch)
+    }
+
+    /// Lets a partition go (it moves to another runtime): nothing new is
+    /// accepted into it, its running attempts are given up to `grace` to
+    /// finish, then its requests leave this runtime. Callers here that wait
+    /// for one of them keep waiting: their request is forwarded to the new
+    /// owner, which finds it in the log.
+    pub async fn release(&self, partition: &str, grace: Duration) {
+        {
+            let mut state = self.lock();
+            match state.partitions.get_mut(partition) {
+                Some(p) => p.releasing = true,
+                None => return,
+            }
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            let busy = self
+                .lock()
+                .requests
+                .values()
+                .filter(|e| e.partition == partition && e.status != Status::Pending)
+                .count();
+            if busy == 0 || Instant::now() >= deadline {
+                if busy > 0 {
+                    tracing::warn!(partition, busy, "releasing a partition with attempts still running");
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut handed_over = Vec::new();
+        let removed = {
+            let mut state = self.lock();
+            let removed = state.partitions.remove(partition);
+            let ids: Vec<String> =
+                state.requests.iter().filter(|(_, e)| e.partition == partition).map(|(id, _)| id.clone()).collect();
+            for id in &ids {
+                if let Some(entry) = state.requests.remove(id)
+                    && !entry.waiters.is_empty()
+                {
+                    handed_over.push(entry);
+                }
+            }
+            let placement = self.shared.placement.clone();
+            state.actors.retain(|actor, _| placement.partition_of(&Target::Actor(actor.clone()), "") != partition);
+            for queue in state.parked.values_mut() {
+                queue.retain(|id| !ids.contains(id));
+            }
+            tracing::info!(partition, requests = ids.len(), "partition released");
+            removed
+        };
+        // Dropping a log may wait for its writer to finish what is queued.
+        let _ = tokio::task::spawn_blocking(move || drop(removed)).await;
+        for entry in handed_over {
+            let engine = self.clone();
+            let partition = partition.to_owned();
+            tokio::spawn(async move {
+                let request = (*entry.request).clone();
+                let outcome = engine.forward_until_done(&partition, request, true).await;
+                for waiter in entry.waiters {
+                    let _ = waiter.send(outcome.clone());
+                }
+            });
+        }
+    }
+
+    /// The partitions this runtime owns, with their epochs.
+    pub fn partitions(&self) -> Vec<(String, u64)> {
+        let state = self.lock();
+        let mut list: Vec<_> =
+            state.partitions.iter().filter(|(_, p)| !p.releasing).map(|(n, p)| (n.clone(), p.epoch)).collect();
+        list.sort();
+        list
+    }
+
+    /// Whether this runtime owns (and is not releasing) the partition of a
+    /// target.
+    fn owns(&self, target: &Target, request_id: &str) -> bool {
+        let partition = self.shared.placement.partition_of(target, request_id);
+        self.lock().partitions.get(&partition).is_some_and(|p| !p.releasing)
+    }
+
+    /// Forwards a request to the owner of its partition until it gets an
+    /// answer (a forward fails only while the mesh's transport does).
+    async fn forward_until_done(&self, partition: &str, request: Request, wait: bool) -> Outcome {
+        let Some(remote) = self.shared.remote.clone() else {
+            return Outcome::Failed(Failure::NotFound(format!("partition {partition} has no owner")));
+        };
+        loop {
+            match remote.forward(partition, request.clone(), wait).await {
+                Ok(outcome) => return outcome,
+                Err(e) => {
+                    tracing::warn!(request = %request.id, partition, error = %e, "cannot forward; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 
     /// The id of this runtime process.
@@ -302,9 +514,9 @@ impl Engine {
         &self.shared.runtime_id
     }
 
-    /// This process's ownership epoch.
+    /// The highest ownership epoch among the partitions owned here.
     pub fn epoch(&self) -> u64 {
-        self.shared.epoch
+        self.lock().partitions.values().map(|p| p.epoch).max().unwrap_or_default()
     }
 
     /// The state store, for the state API.
@@ -347,8 +559,10 @@ impl Engine {
         }
     }
 
-    /// Fails with `NotFound` unless a component ever registered the target.
-    fn check_known(&self, target: &Target) -> Result<(), Error> {
+    /// Fails with `NotFound` unless a component ever registered the target
+    /// (here, or anywhere in the mesh).
+    async fn check_known(&self, target: &Target) -> Result<(), Error> {
+        self.learn_known(target).await?;
         if self.lock().known.contains(&target_key(target)) {
             return Ok(());
         }
@@ -356,6 +570,19 @@ impl Engine {
             Target::Actor(a) => format!("no component hosts actor type {:?}", a.kind),
             Target::Service(s) => format!("no component serves service {s:?}"),
         }))
+    }
+
+    /// Looks a target unknown here up in the store, where every runtime of a
+    /// mesh records the targets its components registered.
+    async fn learn_known(&self, target: &Target) -> Result<(), Error> {
+        let key = target_key(target);
+        if self.lock().known.contains(&key) {
+            return Ok(());
+        }
+        if self.shared.store.metadata(&known_key(&key)).await?.is_some() {
+            self.lock().known.insert(key);
+        }
+        Ok(())
     }
 
     /// Removes an actor in its turn: deactivates it and deletes its state.
@@ -408,24 +635,102 @@ impl Engine {
         flow: Option<String>,
         wait_tell: bool,
     ) -> Result<(String, Accepted), Error> {
+        self.learn_known(&submission.target).await?;
         let mut request = self.build_request(kind, submission)?;
         if let Some(flow) = flow {
             request.flow = flow;
         }
+        // A tell's submitter waits for durability only; an event delivery
+        // (`wait_tell`) and a call wait for the outcome.
+        let waits_for_outcome = kind != RequestKind::Tell || wait_tell;
+        let partition = self.shared.placement.partition_of(&request.target, &request.id);
+        if !self.owns_partition(&partition) {
+            return self.submit_remote(partition, request, waits_for_outcome).await;
+        }
+        self.admit(partition, request, waits_for_outcome, None, false).await
+    }
+
+    /// Accepts a request forwarded by another runtime to a partition owned
+    /// here; once it completes, its outcome goes to `reply_to`. Resolves once
+    /// the request's record is durable (so the forward may be acknowledged).
+    pub async fn accept(&self, request: Request, reply_to: Option<String>) -> Result<(), Error> {
+        let partition = self.shared.placement.partition_of(&request.target, &request.id);
+        if !self.owns_partition(&partition) {
+            return Err(Error::Unavailable(format!("partition {partition} is not owned by this runtime")));
+        }
+        let (id, accepted) = self.admit(partition, request, false, reply_to.clone(), true).await?;
+        if let (Accepted::Done(outcome), Some(runtime), Some(remote)) = (accepted, reply_to, &self.shared.remote) {
+            remote.reply(&runtime, &id, &outcome);
+        }
+        Ok(())
+    }
+
+    fn owns_partition(&self, partition: &str) -> bool {
+        self.lock().partitions.get(partition).is_some_and(|p| !p.releasing)
+    }
+
+    /// Hands a request for a partition owned elsewhere to its owner: a tell
+    /// is accepted once the forward is durable; a call's outcome comes back.
+    async fn submit_remote(
+        &self,
+        partition: String,
+        mut request: Request,
+        wait: bool,
+    ) -> Result<(String, Accepted), Error> {
+        let Some(remote) = self.shared.remote.clone() else {
+            return Err(Error::Unavailable(format!("partition {partition} is not owned by this runtime")));
+        };
+        // The owner deduplicates repeated forwards by the recorded outcome.
+        request.keep_outcome = true;
         let id = request.id.clone();
+        let (mut waiter, receiver) = oneshot::channel();
+        if !wait {
+            remote.forward(&partition, request, false).await?;
+            return Ok((id, Accepted::Wait(receiver)));
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                outcome = engine.forward_until_done(&partition, request, true) => {
+                    let _ = waiter.send(outcome);
+                }
+                _ = waiter.closed() => {}
+            }
+        });
+        Ok((id, Accepted::Wait(receiver)))
+    }
+
+    /// Admits a request into a partition owned here. `reply_to` names a
+    /// runtime that forwarded it and waits for its outcome; `await_durable`
+    /// waits for the record to be durable whatever the request's kind.
+    async fn admit(
+        &self,
+        partition: String,
+        request: Request,
+        waits_for_outcome: bool,
+        reply_to: Option<String>,
+        await_durable: bool,
+    ) -> Result<(String, Accepted), Error> {
+        let kind = request.kind;
+        let id = request.id.clone();
+        let log = {
+            let state = self.lock();
+            match state.partitions.get(&partition) {
+                Some(p) => p.log.clone(),
+                None => return Err(Error::Unavailable(format!("partition {partition} is not owned by this runtime"))),
+            }
+        };
         // A repeated id whose outcome is on record gets it back (G3, G4).
         let in_flight = self.lock().requests.contains_key(&id);
         if request.keep_outcome
             && !in_flight
-            && let Some(outcome) = self.shared.log.outcome(&id).await?
+            && let Some(outcome) = log.outcome(&id).await?
         {
             return Ok((id, Accepted::Done(outcome)));
         }
         let (waiter, receiver) = oneshot::channel();
         let (journaled, is_journaled) = oneshot::channel();
-        // A tell's submitter waits for durability only; an event delivery
-        // (`wait_tell`) and a call wait for the outcome.
-        let waits_for_outcome = kind != RequestKind::Tell || wait_tell;
+        let await_durable = await_durable || kind == RequestKind::Tell;
         let admitted = {
             let mut state = self.lock();
             if let Some(entry) = state.requests.get_mut(&id) {
@@ -436,6 +741,11 @@ impl Engine {
                 }
                 if waits_for_outcome {
                     entry.waiters.push(waiter);
+                }
+                if let Some(runtime) = reply_to
+                    && !entry.reply_to.contains(&runtime)
+                {
+                    entry.reply_to.push(runtime);
                 }
                 match &mut entry.journal {
                     Journal::Durable => Admitted::Joined { writing: false },
@@ -452,12 +762,14 @@ impl Engine {
                 // nothing before the completion, a durable write ordered after
                 // this one, so its append may ride along lazily.
                 let durable = if kind == RequestKind::Tell {
-                    self.shared.log.append(vec![(*request).clone()])
+                    log.append(vec![(*request).clone()])
                 } else {
-                    self.shared.log.append_lazily(vec![(*request).clone()])
+                    log.append_lazily(vec![(*request).clone()])
                 };
                 let entry = Entry {
                     request,
+                    partition,
+                    reply_to: reply_to.into_iter().collect(),
                     attempt: 0,
                     status: Status::Pending,
                     waiters: if waits_for_outcome { vec![waiter] } else { vec![] },
@@ -476,7 +788,7 @@ impl Engine {
         let durable = match admitted {
             Admitted::Done(outcome) => return Ok((id, Accepted::Done(outcome))),
             Admitted::Joined { writing } => {
-                if kind == RequestKind::Tell && writing && is_journaled.await != Ok(true) {
+                if await_durable && writing && is_journaled.await != Ok(true) {
                     return Err(Error::Unavailable(format!("request {id} could not be journalled")));
                 }
                 return Ok((id, Accepted::Wait(receiver)));
@@ -489,7 +801,7 @@ impl Engine {
         let engine = self.clone();
         let journalled_id = id.clone();
         tokio::spawn(async move { engine.journalled(&journalled_id, kind, durable.await) });
-        if kind == RequestKind::Tell && is_journaled.await != Ok(true) {
+        if await_durable && is_journaled.await != Ok(true) {
             return Err(Error::Unavailable(format!("request {id} could not be journalled")));
         }
         Ok((id, Accepted::Wait(receiver)))
@@ -543,20 +855,20 @@ impl Engine {
         }
         let (id, flow, caller, keep_outcome) = match context {
             Some(context) => {
-                let (caller_request, caller_step) = split_invocation_id(&context.caller_id);
-                let entry = state
-                    .requests
-                    .get(caller_request)
-                    .filter(|e| e.status == Status::Running && e.request.step == caller_step);
-                let Some(entry) = entry else {
+                let entry = running_invocation(&state, &context.caller_id);
+                let epoch = entry.and_then(|e| state.partitions.get(&e.partition)).map(|p| p.epoch);
+                let (Some(entry), Some(epoch)) = (entry, epoch) else {
                     return Err(Error::FailedPrecondition(format!(
                         "the calling invocation {} is not running here (its attempt was abandoned or it already completed)",
                         context.caller_id
                     )));
                 };
-                let caller =
-                    Caller { request_id: context.caller_id.clone(), epoch: self.shared.epoch, attempt: entry.attempt };
-                debug_assert_eq!(split_invocation_id(&caller.request_id).0, caller_request);
+                let caller = Caller {
+                    request_id: context.caller_id.clone(),
+                    partition: entry.partition.clone(),
+                    epoch,
+                    attempt: entry.attempt,
+                };
                 let id = format!("{}.{}", context.caller_id, context.seq);
                 let flow = if kind == RequestKind::Tell { id.clone() } else { context.flow };
                 (id, flow, Some(caller), true)
@@ -577,6 +889,11 @@ impl Engine {
     fn schedule(&self, state: &mut State, id: &str) {
         let Some(entry) = state.requests.get(id) else { return };
         let request = entry.request.clone();
+        if self.is_proxy(entry) {
+            // The step runs in its own partition, which keeps the turn.
+            self.spawn_drive(id.to_owned());
+            return;
+        }
         match &request.target {
             Target::Actor(actor) => {
                 let slot = state.actors.entry(actor.clone()).or_default();
@@ -606,12 +923,44 @@ impl Engine {
         tokio::spawn(async move { engine.drive(id).await });
     }
 
+    /// Whether an entry is a step journalled here whose target belongs to
+    /// another partition (the next step of a tail call).
+    fn is_proxy(&self, entry: &Entry) -> bool {
+        self.shared.placement.partition_of(&entry.request.target, &entry.request.id) != entry.partition
+    }
+
+    /// The caller of a call about to start for the first time, when that
+    /// caller's partition is owned elsewhere (so its liveness is asked of the
+    /// mesh rather than read here).
+    fn remote_caller(&self, id: &str) -> Option<Caller> {
+        let state = self.lock();
+        let entry = state.requests.get(id)?;
+        let request = &entry.request;
+        if request.kind != RequestKind::Call || entry.attempt > 0 || request.step > 0 {
+            return None;
+        }
+        request.caller.clone().filter(|c| !state.partitions.contains_key(&c.partition))
+    }
+
     /// Drives one request that holds its turn until it completes or parks.
     async fn drive(&self, id: String) {
+        if let Some(caller) = self.remote_caller(&id)
+            && let Some(remote) = self.shared.remote.clone()
+            && !remote.caller_alive(&caller).await
+        {
+            tracing::debug!(request = %id, "not starting a call whose caller's partition moved on");
+            let mut state = self.lock();
+            self.drop_orphan(&mut state, &id);
+            return;
+        }
         loop {
             match self.next_step(&id) {
                 Step::Finish(outcome) => return self.complete(&id, outcome).await,
                 Step::Park | Step::Gone => return,
+                Step::Forward { partition, request, wait } => {
+                    let outcome = self.forward_until_done(&partition, request, wait).await;
+                    return self.complete(&id, outcome).await;
+                }
                 Step::Remove(actor, deactivate_on) => {
                     let outcome = self.remove_now(&actor, deactivate_on).await;
                     return self.complete(&id, outcome).await;
@@ -661,14 +1010,29 @@ impl Engine {
         if request.deadline.is_some_and(|d| now_millis() > d) {
             return Step::Finish(Outcome::Failed(Failure::DeadlineExceeded));
         }
+        if self.is_proxy(entry) {
+            entry.status = Status::Running;
+            entry.attempt += 1;
+            // The step is forwarded as a request of its own, named by its
+            // invocation id; the owner deduplicates repeats by that id.
+            let step = Request {
+                id: request.invocation_id(),
+                step: 0,
+                caller: None,
+                keep_outcome: true,
+                ..(*request).clone()
+            };
+            let partition = self.shared.placement.partition_of(&step.target, &step.id);
+            let wait = request.kind != RequestKind::Tell;
+            return Step::Forward { partition, request: step, wait };
+        }
         if request.kind == RequestKind::Call && entry.attempt == 0 && request.step == 0 {
             let abandoned = !entry.waiters.is_empty() && entry.waiters.iter().all(|w| w.is_closed());
             let orphaned = request.caller.as_ref().is_some_and(|caller| {
-                let (caller_request, caller_step) = split_invocation_id(&caller.request_id);
-                caller.epoch != self.shared.epoch
-                    || !state.requests.get(caller_request).is_some_and(|p| {
-                        p.status == Status::Running && p.attempt == caller.attempt && p.request.step == caller_step
-                    })
+                // A caller owned elsewhere was checked by `drive`.
+                let Some(partition) = state.partitions.get(&caller.partition) else { return false };
+                caller.epoch != partition.epoch
+                    || running_invocation(state, &caller.request_id).is_none_or(|p| p.attempt != caller.attempt)
             });
             if abandoned || orphaned {
                 tracing::debug!(request = id, "not starting a call whose caller failed");
@@ -741,14 +1105,16 @@ impl Engine {
     /// now, so it is ordered before any reissue's append.
     fn drop_orphan(&self, state: &mut State, id: &str) {
         let Some(entry) = state.requests.remove(id) else { return };
-        let drop =
-            self.shared.log.complete(vec![Completion { request_id: id.to_owned(), outcome: None, next: vec![] }]);
-        tokio::spawn(async move {
-            if let Err(e) = drop.await {
-                // Harmless: after a restart, recovery drops pending nested calls.
-                tracing::warn!(error = %e, "cannot drop an orphaned call from the log");
-            }
-        });
+        if let Some(partition) = state.partitions.get(&entry.partition) {
+            let drop =
+                partition.log.complete(vec![Completion { request_id: id.to_owned(), outcome: None, next: vec![] }]);
+            tokio::spawn(async move {
+                if let Err(e) = drop.await {
+                    // Harmless: after a restart, recovery drops pending nested calls.
+                    tracing::warn!(error = %e, "cannot drop an orphaned call from the log");
+                }
+            });
+        }
         for waiter in entry.waiters {
             let _ = waiter.send(Outcome::Failed(Failure::Cancelled));
         }
@@ -828,10 +1194,12 @@ impl Engine {
     /// then the next step is scheduled — in the same turn for a tail call to
     /// the same actor that keeps it, through the target's queue otherwise.
     async fn tail_call(&self, id: &str, next: TailCall) {
-        let (current, known) = {
+        let _ = self.learn_known(&next.target).await;
+        let (current, known, log) = {
             let state = self.lock();
             let Some(entry) = state.requests.get(id) else { return };
-            (entry.request.clone(), state.known.contains(&target_key(&next.target)))
+            let Some(partition) = state.partitions.get(&entry.partition) else { return };
+            (entry.request.clone(), state.known.contains(&target_key(&next.target)), partition.log.clone())
         };
         if !known {
             let message = format!("the tail call names {}, which no component hosts", next.target);
@@ -849,7 +1217,7 @@ impl Engine {
             return self.complete(id, Outcome::AppError { code: 3, message }).await;
         }
         let completion = Completion { request_id: id.to_owned(), outcome: None, next: vec![next_request.clone()] };
-        if let Err(e) = self.shared.log.complete(vec![completion]).await {
+        if let Err(e) = log.complete(vec![completion]).await {
             tracing::error!(request = id, error = %e, "cannot journal a tail call");
             if let Some(entry) = self.lock().requests.get_mut(id) {
                 entry.waiters.clear();
@@ -877,15 +1245,17 @@ impl Engine {
     /// Completes a request: makes the completion durable, answers the waiting
     /// callers and passes the actor's turn on.
     async fn complete(&self, id: &str, outcome: Outcome) {
-        let request = {
+        let (request, log) = {
             let mut state = self.lock();
+            let state = &mut *state;
             let Some(entry) = state.requests.get_mut(id) else { return };
+            let Some(partition) = state.partitions.get(&entry.partition) else { return };
             entry.status = Status::Completing;
-            entry.request.clone()
+            (entry.request.clone(), partition.log.clone())
         };
         let keep = request.keep_outcome;
         let completion = Completion { request_id: id.to_owned(), outcome: keep.then(|| outcome.clone()), next: vec![] };
-        if let Err(e) = self.shared.log.complete(vec![completion]).await {
+        if let Err(e) = log.complete(vec![completion]).await {
             // The outcome is not durable: the request stays pending and runs
             // again after the runtime restarts. Callers hear the failure.
             tracing::error!(request = id, error = %e, "cannot journal a completion");
@@ -897,13 +1267,21 @@ impl Engine {
         }
         let mut state = self.lock();
         let Some(entry) = state.requests.remove(id) else { return };
+        let proxy = self.is_proxy(&entry);
         for waiter in entry.waiters {
             let _ = waiter.send(outcome.clone());
+        }
+        if let Some(remote) = &self.shared.remote {
+            for runtime in &entry.reply_to {
+                remote.reply(runtime, id, &outcome);
+            }
         }
         if keep {
             state.recent[0].insert(id.to_owned(), outcome);
         }
-        if let Target::Actor(actor) = &request.target {
+        if let Target::Actor(actor) = &request.target
+            && !proxy
+        {
             self.release_turn(&mut state, actor);
         }
     }
@@ -962,14 +1340,15 @@ impl Engine {
             registration.actor_types.iter().map(|t| Target::Actor(ActorId::new(t.clone(), ""))).collect();
         groups.extend(registration.service.iter().map(|s| Target::Service(s.clone())));
         let mut state = self.lock();
-        let newly_known = keys.iter().any(|k| !state.known.contains(k));
+        let newly_known: Vec<String> = keys.iter().filter(|k| !state.known.contains(*k)).cloned().collect();
         state.known.extend(keys);
-        if newly_known {
+        if !newly_known.is_empty() {
             let store = self.shared.store.clone();
-            let known = serde_json::to_vec(&state.known).unwrap_or_default();
             tokio::spawn(async move {
-                if let Err(e) = store.set_metadata(KNOWN_TARGETS, known.into()).await {
-                    tracing::error!(error = %e, "cannot record the known targets");
+                for key in newly_known {
+                    if let Err(e) = store.set_metadata(&known_key(&key), bytes::Bytes::from_static(b"1")).await {
+                        tracing::error!(error = %e, "cannot record the known targets");
+                    }
                 }
             });
         }
@@ -985,7 +1364,27 @@ impl Engine {
                 }
             }
         }
+        self.hosting_changed(&state);
         Ok((id, deliveries))
+    }
+
+    /// Tells the mesh which targets the attached components host now.
+    fn hosting_changed(&self, state: &State) {
+        let Some(remote) = &self.shared.remote else { return };
+        let mut targets: Vec<String> = state
+            .components
+            .values()
+            .flat_map(|c| {
+                let r = &c.registration;
+                r.actor_types
+                    .iter()
+                    .map(|t| format!("actor:{t}"))
+                    .chain(r.service.iter().map(|s| format!("service:{s}")))
+            })
+            .collect();
+        targets.sort();
+        targets.dedup();
+        remote.hosting(targets);
     }
 
     /// Records a component's answer to a delivery.
@@ -1008,6 +1407,7 @@ impl Engine {
                 slot.activated_on = None;
             }
         }
+        self.hosting_changed(&state);
     }
 
     /// The attached components.
@@ -1047,10 +1447,13 @@ impl Engine {
                 if generations == 1 {
                     let retention = engine.shared.options.outcome_retention.as_millis() as u64;
                     let before = now_millis().saturating_sub(retention);
-                    match engine.shared.log.expire_outcomes(before).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::debug!(expired = n, "forgot old outcomes"),
-                        Err(e) => tracing::warn!(error = %e, "cannot expire old outcomes"),
+                    let logs: Vec<_> = engine.lock().partitions.values().map(|p| p.log.clone()).collect();
+                    for log in logs {
+                        match log.expire_outcomes(before).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(expired = n, "forgot old outcomes"),
+                            Err(e) => tracing::warn!(error = %e, "cannot expire old outcomes"),
+                        }
                     }
                 }
                 if u64::from(generations) * period.as_millis() as u64 >= 30_000 {
@@ -1127,7 +1530,28 @@ enum Step {
     Park,
     Gone,
     Remove(ActorId, Option<String>),
-    Deliver { component: String, delivery: Box<Delivery>, activate: Option<Box<Delivery>> },
+    /// The step belongs to another partition: hand it over and wait.
+    Forward {
+        partition: String,
+        request: Request,
+        wait: bool,
+    },
+    Deliver {
+        component: String,
+        delivery: Box<Delivery>,
+        activate: Option<Box<Delivery>>,
+    },
+}
+
+/// The entry of an invocation (a request id, `~<step>`-suffixed after tail
+/// calls) whose attempt is running here. A request forwarded to this
+/// partition as a proxied step carries the suffixed id as its own id.
+fn running_invocation<'a>(state: &'a State, invocation_id: &str) -> Option<&'a Entry> {
+    if let Some(entry) = state.requests.get(invocation_id).filter(|e| e.request.step == 0) {
+        return Some(entry).filter(|e| e.status == Status::Running);
+    }
+    let (request, step) = split_invocation_id(invocation_id);
+    state.requests.get(request).filter(|e| e.status == Status::Running && e.request.step == step)
 }
 
 /// Picks a component that matches, spreading load round robin.

@@ -52,7 +52,7 @@ impl Engine {
         if period.is_some_and(|p| p < MIN_PERIOD) {
             return Err(Error::InvalidArgument(format!("period: must be at least {MIN_PERIOD:?}")));
         }
-        self.check_known(&Target::Actor(actor.clone()))?;
+        self.check_known(&Target::Actor(actor.clone())).await?;
         let record = ReminderRecord {
             actor,
             id: reminder_id,
@@ -80,10 +80,20 @@ impl Engine {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks = 0u64;
             loop {
                 ticker.tick().await;
                 if let Err(e) = engine.fire_due_reminders().await {
                     tracing::warn!(error = %e, "cannot fire reminders");
+                }
+                ticks += 1;
+                // In a mesh, subscriptions made through other runtimes are
+                // found here: each is delivered by the owner of its target.
+                if engine.shared.remote.is_some()
+                    && ticks.is_multiple_of(20)
+                    && let Err(e) = engine.spawn_deliveries().await
+                {
+                    tracing::warn!(error = %e, "cannot list subscriptions");
                 }
             }
         });
@@ -92,6 +102,10 @@ impl Engine {
     async fn fire_due_reminders(&self) -> Result<(), Error> {
         let now = now_millis();
         for reminder in self.shared.store.due_reminders(now, BATCH).await? {
+            // The owner of the actor's partition fires it.
+            if !self.owns(&Target::Actor(reminder.actor.clone()), "") {
+                continue;
+            }
             let fired = reminder.next_due;
             let request_id = format!("reminder:{}/{}@{fired}", reminder.actor, reminder.id);
             let submission = Submission {

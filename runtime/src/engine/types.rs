@@ -71,7 +71,9 @@ pub enum RequestKind {
 pub struct Caller {
     /// The request id of the calling invocation.
     pub request_id: String,
-    /// The runtime epoch in which the calling attempt ran.
+    /// The partition whose log journals the calling invocation.
+    pub partition: String,
+    /// The ownership epoch of that partition in which the calling attempt ran.
     pub epoch: u64,
     /// The attempt of the calling invocation that issued this request.
     pub attempt: u32,

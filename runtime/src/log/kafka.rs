@@ -67,7 +67,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -87,6 +87,8 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a retriable commit error is retried before aborting.
 const COMMIT_RETRIES: usize = 3;
+/// How long a batch of lazy appends alone waits for a write to ride with.
+const LAZY_FLUSH: Duration = Duration::from_millis(2);
 /// The most writes one transaction takes, so a burst cannot starve callers.
 const MAX_BATCH: usize = 4096;
 
@@ -135,6 +137,7 @@ type Reply = oneshot::Sender<Result<usize, Error>>;
 
 enum Op {
     Append(Vec<Request>),
+    AppendLazily(Vec<Request>),
     Complete(Vec<Completion>),
     Expire(u64),
 }
@@ -160,7 +163,11 @@ impl Drop for Writer {
     }
 }
 
-type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+/// A producer without a polling thread of its own: the writer thread is the
+/// only one serving its delivery reports (inside `commit_transaction`'s
+/// flush). With a second poller (a `ThreadedProducer`) the flush could miss a
+/// report taken by the other thread and sleep out its 100 ms poll.
+type TxnProducer = BaseProducer<DefaultProducerContext>;
 
 /// A record to produce: key, value (`None` is a tombstone) and kind header.
 struct Record {
@@ -304,6 +311,12 @@ fn take_ownership(inner: &Inner) -> Result<(TxnProducer, Scan, u64), Error> {
         .set("transaction.timeout.ms", "60000")
         .set("message.timeout.ms", "60000")
         .set("linger.ms", "1")
+        // A transaction begun right after a commit is refused (concurrent
+        // transactions) until the commit's markers are written, which takes
+        // a few milliseconds; the default 100 ms back-off before retrying
+        // would cost that much per transaction.
+        .set("retry.backoff.ms", "2")
+        .set("retry.backoff.max.ms", "50")
         .create()
         .map_err(|e| storage("producer", e))?;
     producer.init_transactions(TXN_TIMEOUT).map_err(|e| classify("init transactions", &producer, e))?;
@@ -415,6 +428,20 @@ fn transact(producer: &TxnProducer, topic: &str, records: &[Record]) -> Result<(
     result
 }
 
+/// Waits until every record produced is acknowledged, serving the delivery
+/// reports. (`commit_transaction` alone waits for reports nobody serves, and
+/// rdkafka's `flush` polls in slices of 100 ms that it always sleeps out.)
+fn flush(producer: &TxnProducer) -> Result<(), Error> {
+    let deadline = Instant::now() + TXN_TIMEOUT;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return Err(Error::Storage("kafka log: timed out waiting for the broker's acknowledgements".into()));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 fn produce_and_commit(producer: &TxnProducer, topic: &str, records: &[Record]) -> Result<(), Error> {
     for record in records {
         let headers = OwnedHeaders::new().insert(Header { key: KIND_HEADER, value: Some(record.kind) });
@@ -433,6 +460,7 @@ fn produce_and_commit(producer: &TxnProducer, topic: &str, records: &[Record]) -
             }
         }
     }
+    flush(producer)?;
     let mut attempt = 0;
     loop {
         match producer.commit_transaction(TXN_TIMEOUT) {
@@ -539,10 +567,23 @@ impl Staged {
 fn write_loop(mut state: WriterState, queue: std::sync::mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
+        let lazy_until = Instant::now() + LAZY_FLUSH;
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(job) => batch.push(job),
-                Err(_) => break,
+                Err(_) => {
+                    // Only lazy appends so far: give the write that implies
+                    // them (a call's completion) a moment to join the batch.
+                    let lazy = batch.iter().all(|j| matches!(j.op, Op::AppendLazily(_)));
+                    let now = Instant::now();
+                    if !lazy || now >= lazy_until {
+                        break;
+                    }
+                    match queue.recv_timeout(lazy_until - now) {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
             }
         }
         commit_batch(&mut state, batch);
@@ -565,7 +606,7 @@ fn commit_batch(state: &mut WriterState, batch: Vec<Job>) {
             continue;
         }
         let result = match &job.op {
-            Op::Append(requests) => staged.append(state, requests).map(|()| 0),
+            Op::Append(requests) | Op::AppendLazily(requests) => staged.append(state, requests).map(|()| 0),
             Op::Complete(completions) => staged.complete(state, completions).map(|()| 0),
             Op::Expire(before) => Ok(staged.expire(state, *before)),
         };
@@ -580,7 +621,12 @@ fn commit_batch(state: &mut WriterState, batch: Vec<Job>) {
     let result = match failure {
         Some(e) => Err(e),
         None if staged.records.is_empty() => Ok(()),
-        None => transact(&state.producer, &state.topic, &staged.records),
+        None => {
+            let started = Instant::now();
+            let result = transact(&state.producer, &state.topic, &staged.records);
+            tracing::trace!(topic = %state.topic, records = staged.records.len(), elapsed = ?started.elapsed(), "transaction");
+            result
+        }
     };
     match result {
         Ok(()) => {
@@ -624,6 +670,20 @@ impl Log for KafkaLog {
 
     fn append(&self, requests: Vec<Request>) -> Durable {
         self.queue(Op::Append(requests)).map(|r| r.map(|_| ())).boxed()
+    }
+
+    fn append_lazily(&self, requests: Vec<Request>) -> Durable {
+        // Queued now, so ordered before every later write; the writer holds a
+        // batch of lazy appends alone for at most `LAZY_FLUSH` before
+        // committing it. A failure shows in the completion that follows (it
+        // shares or follows the append's transaction).
+        let written = self.queue(Op::AppendLazily(requests));
+        tokio::spawn(async move {
+            if let Err(e) = written.await {
+                tracing::debug!(error = %e, "a lazy append failed");
+            }
+        });
+        futures::future::ready(Ok(())).boxed()
     }
 
     fn complete(&self, completions: Vec<Completion>) -> Durable {

@@ -4,6 +4,7 @@
 use super::{Entry, ReminderRecord, StateStore, SubscriptionRecord, Update, UpdateCounts};
 use crate::engine::types::{ActorId, Target};
 use bytes::Bytes;
+use std::time::Duration;
 
 fn entry(submap: &str, key: &str, value: &'static str) -> Entry {
     Entry { submap: submap.into(), key: key.into(), value: Bytes::from_static(value.as_bytes()) }
@@ -20,6 +21,7 @@ pub(crate) async fn run_all(store: &impl StateStore) {
     reminders_are_stored_listed_and_come_due(store).await;
     advancing_a_reminder_is_conditional(store).await;
     subscriptions_are_stored_and_advanced_conditionally(store).await;
+    sidecars_are_listed_until_they_expire_or_are_removed(store).await;
 }
 
 fn reminder(kind: &str, id: &str, rid: &str, due: u64, period_ms: Option<u64>) -> ReminderRecord {
@@ -167,4 +169,45 @@ async fn metadata_round_trips(store: &impl StateStore) {
     assert_eq!(store.metadata("absent").await.expect("metadata"), None);
     store.set_metadata("k", Bytes::from_static(b"v")).await.expect("set metadata");
     assert_eq!(store.metadata("k").await.expect("metadata"), Some(Bytes::from_static(b"v")));
+}
+
+async fn sidecars_are_listed_until_they_expire_or_are_removed(store: &impl StateStore) {
+    const LONG: Duration = Duration::from_secs(60);
+    let listed = |list: Vec<(String, Bytes)>| -> Vec<(String, String)> {
+        list.into_iter().map(|(id, info)| (id, String::from_utf8_lossy(&info).into_owned())).collect()
+    };
+    let pair = |id: &str, info: &str| (id.to_owned(), info.to_owned());
+    assert!(store.sidecars().await.expect("sidecars").is_empty());
+
+    store.put_sidecar("rt-b", Bytes::from_static(b"b1"), LONG).await.expect("put");
+    store.put_sidecar("rt:a", Bytes::from_static(b"a1"), LONG).await.expect("put");
+    store.put_sidecar("rt-b", Bytes::from_static(b"b2"), LONG).await.expect("put again");
+    assert_eq!(
+        listed(store.sidecars().await.expect("sidecars")),
+        vec![pair("rt-b", "b2"), pair("rt:a", "a1")],
+        "a put replaces the info; ordered by runtime id"
+    );
+
+    store.put_sidecar("rt-short", Bytes::from_static(b"s"), Duration::from_millis(50)).await.expect("put");
+    store.put_sidecar("rt-renewed", Bytes::from_static(b"r"), Duration::from_millis(50)).await.expect("put");
+    store.put_sidecar("rt-renewed", Bytes::from_static(b"r"), LONG).await.expect("refresh");
+    assert_eq!(store.sidecars().await.expect("sidecars").len(), 4);
+    // Expiry is a deadline of the backend's clock; nothing to await but time.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        listed(store.sidecars().await.expect("sidecars")),
+        vec![pair("rt-b", "b2"), pair("rt-renewed", "r"), pair("rt:a", "a1")],
+        "an entry not refreshed within its ttl is gone; the last put's ttl holds"
+    );
+
+    store.remove_sidecar("rt:a").await.expect("remove");
+    store.remove_sidecar("rt:a").await.expect("removing twice is no error");
+    store.remove_sidecar("rt-unknown").await.expect("removing an unknown runtime is no error");
+    assert_eq!(listed(store.sidecars().await.expect("sidecars")), vec![pair("rt-b", "b2"), pair("rt-renewed", "r")]);
+    store.put_sidecar("rt-short", Bytes::from_static(b"back"), LONG).await.expect("put after expiry");
+    assert_eq!(store.sidecars().await.expect("sidecars").len(), 3, "an expired runtime can register again");
+    for id in ["rt-b", "rt-renewed", "rt-short"] {
+        store.remove_sidecar(id).await.expect("remove");
+    }
+    assert!(store.sidecars().await.expect("sidecars").is_empty());
 }

@@ -1,6 +1,10 @@
 //! [`EmbeddedStateStore`]: actor state in the embedded deployment's `redb`
 //! file. One table keyed by `(actor type, actor id, submap, key)`, so the
 //! state of one actor (and of one submap) is a contiguous range.
+//!
+//! Sidecar entries carry their expiry time (wall clock, ms since the epoch)
+//! and are filtered on read; each put also drops the expired ones, so the
+//! table stays as small as the set of live runtimes.
 
 use super::{Entry, ReminderRecord, Result, StateStore, SubscriptionRecord, Update, UpdateCounts};
 use crate::embedded::{self, EmbeddedDb};
@@ -10,6 +14,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use std::time::{Duration, SystemTime};
 
 type StateKey<'a> = (&'a str, &'a str, &'a str, &'a str);
 
@@ -21,6 +26,23 @@ const REMINDERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::n
 const REMINDERS_DUE: TableDefinition<(u64, &str, &str, &str), ()> = TableDefinition::new("reminders_due");
 /// Subscription id → encoded [`SubscriptionRecord`].
 const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
+/// Runtime id → its expiry (ms since the epoch, 8 bytes big-endian)
+/// followed by its opaque info.
+const SIDECARS: TableDefinition<&str, &[u8]> = TableDefinition::new("sidecars");
+
+/// The wall clock in ms since the epoch: sidecar expiry must hold across
+/// restarts, so a monotonic clock will not do.
+fn wall_millis() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Splits a [`SIDECARS`] value into its expiry and info.
+fn split_sidecar(value: &[u8]) -> std::result::Result<(u64, &[u8]), embedded::Error> {
+    let (expiry, info) = value
+        .split_first_chunk::<8>()
+        .ok_or_else(|| embedded::Error::Storage("decode: a sidecar entry is shorter than its expiry".into()))?;
+    Ok((u64::from_be_bytes(*expiry), info))
+}
 
 fn encode<T: serde::Serialize>(value: &T) -> std::result::Result<Vec<u8>, embedded::Error> {
     postcard::to_stdvec(value).map_err(|e| embedded::Error::Storage(format!("encode: {e}")))
@@ -348,6 +370,48 @@ impl StateStore for EmbeddedStateStore {
             .map(|r| r.map_err(Into::into))
             .boxed()
     }
+
+    fn put_sidecar(&self, runtime_id: &str, info: Bytes, ttl: Duration) -> BoxFuture<'static, Result<()>> {
+        let runtime_id = runtime_id.to_owned();
+        self.db
+            .write(move |txn| {
+                let now = wall_millis();
+                let mut table = txn.open_table(SIDECARS)?;
+                let mut expired = Vec::new();
+                for item in table.iter()? {
+                    let (id, value) = item?;
+                    if split_sidecar(value.value())?.0 <= now {
+                        expired.push(id.value().to_owned());
+                    }
+                }
+                for id in &expired {
+                    table.remove(id.as_str())?;
+                }
+                let expiry = now.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64);
+                let mut value = Vec::with_capacity(8 + info.len());
+                value.extend_from_slice(&expiry.to_be_bytes());
+                value.extend_from_slice(&info);
+                table.insert(runtime_id.as_str(), value.as_slice())?;
+                Ok(())
+            })
+            .map(|r| r.map_err(Into::into))
+            .boxed()
+    }
+
+    fn sidecars(&self) -> BoxFuture<'_, Result<Vec<(String, Bytes)>>> {
+        async move { Ok(self.read_sidecars()?) }.boxed()
+    }
+
+    fn remove_sidecar(&self, runtime_id: &str) -> BoxFuture<'static, Result<()>> {
+        let runtime_id = runtime_id.to_owned();
+        self.db
+            .write(move |txn| {
+                txn.open_table(SIDECARS)?.remove(runtime_id.as_str())?;
+                Ok(())
+            })
+            .map(|r| r.map_err(Into::into))
+            .boxed()
+    }
 }
 
 /// Deletes a reminder and its due-time index entry inside `txn`.
@@ -408,6 +472,22 @@ impl EmbeddedStateStore {
             }
             if let Some(bytes) = reminders.get((kind, id, rid))? {
                 list.push(decode(bytes.value())?);
+            }
+        }
+        Ok(list)
+    }
+
+    /// The live sidecar entries, ordered by runtime id (the table's order).
+    fn read_sidecars(&self) -> std::result::Result<Vec<(String, Bytes)>, embedded::Error> {
+        let txn = self.db.db().begin_read()?;
+        let table = read_table!(txn, SIDECARS);
+        let now = wall_millis();
+        let mut list = Vec::new();
+        for item in table.iter()? {
+            let (id, value) = item?;
+            let (expiry, info) = split_sidecar(value.value())?;
+            if expiry > now {
+                list.push((id.value().to_owned(), Bytes::copy_from_slice(info)));
             }
         }
         Ok(list)

@@ -12,6 +12,10 @@
 //! 3. The state of different actors is independent: no operation on one actor
 //!    reads or changes another's.
 //! 4. `get_all` returns entries ordered by (submap, key).
+//! 5. A sidecar entry ([`StateStore::put_sidecar`]) is listed until `ttl`
+//!    after its last put, and never after that (give or take the clock
+//!    resolution of the backend); expired entries need no cleanup by the
+//!    caller.
 //!
 //! This module knows nothing of gRPC, the engine or components.
 
@@ -27,6 +31,7 @@ use crate::engine::types::{ActorId, Target, UnixMillis};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 pub use self::redis::RedisStateStore;
 pub use embedded::EmbeddedStateStore;
@@ -186,4 +191,18 @@ pub trait StateStore: Send + Sync + 'static {
     /// Moves a subscription's position from `from` to `to`, unless it is no
     /// longer at `from` (or was deleted); true if it moved.
     fn advance_subscription(&self, id: &str, from: u64, to: u64) -> BoxFuture<'static, Result<bool>>;
+
+    /// Registers or refreshes the runtime `runtime_id` in the sidecar
+    /// registry of the application: `info` (opaque) replaces what it
+    /// registered before, and the entry expires `ttl` from now unless put
+    /// again.
+    fn put_sidecar(&self, runtime_id: &str, info: Bytes, ttl: Duration) -> BoxFuture<'static, Result<()>>;
+
+    /// The registered runtimes whose entries have not expired, as
+    /// `(runtime id, info)` ordered by runtime id.
+    fn sidecars(&self) -> BoxFuture<'_, Result<Vec<(String, Bytes)>>>;
+
+    /// Removes a runtime from the sidecar registry; nothing happens if it is
+    /// not there.
+    fn remove_sidecar(&self, runtime_id: &str) -> BoxFuture<'static, Result<()>>;
 }

@@ -19,6 +19,13 @@
 //! | `kar:<app>:reminders:due` | sorted set | reminder, scored by its next due time (ms) |
 //! | `kar:<app>:reminders:index` | sorted set | reminder, all scores 0 (a lexicographic index) |
 //! | `kar:<app>:subscriptions` | hash | id → `<next_offset>:<postcard SubscriptionRecord>` |
+//! | `kar:<app>:sidecar:<runtime id>` | string | a registered runtime's info, expiring (`PX`) |
+//! | `kar:<app>:sidecars` | set | the runtime ids that may have a live `sidecar:` key |
+//!
+//! A sidecar entry's expiry is Redis's own key expiry, so the server's clock
+//! alone decides when a runtime that stopped refreshing disappears. The set
+//! lets `sidecars` read the registry without scanning the keyspace; reading
+//! drops the ids whose key has expired.
 //!
 //! Values are opaque bytes. A reminder is named by the order-preserving
 //! tuple encoding of `(type, id, reminder id)` (each part with `\0` escaped
@@ -37,8 +44,9 @@
 //! key, or read before writing, run as one Lua script (`update`, `set`,
 //! `delete`, `delete_all`, `get_all`, `cancel_reminders` of an actor,
 //! `list_reminders`, `due_reminders`, `advance_reminder`,
-//! `advance_subscription`) or one `MULTI`/`EXEC` pipeline (`clear_submap`,
-//! `put_reminder`, cancelling one reminder); Redis runs either without
+//! `advance_subscription`, `sidecars`) or one `MULTI`/`EXEC` pipeline
+//! (`clear_submap`, `put_reminder`, cancelling one reminder, `put_sidecar`,
+//! `remove_sidecar`); Redis runs either without
 //! interleaving other clients' commands, so readers see all or nothing of
 //! an update. The rest are single commands. The scripts build the submap
 //! keys of an actor from its key prefix, so they assume a single Redis (or a
@@ -233,6 +241,27 @@ return 1
     )
 });
 
+/// Reads the live sidecar entries: `KEYS = [sidecars]`, `ARGV = [sidecar
+/// key prefix]`; returns `runtime id, info` pairs, flat and unordered, and
+/// forgets the ids whose key expired.
+static SIDECARS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local info = redis.call('GET', ARGV[1] .. id)
+  if info then
+    out[#out + 1] = id
+    out[#out + 1] = info
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return out
+",
+    )
+});
+
 /// The application-wide keys.
 struct Keys {
     /// `kar:<app>:state:`, the start of every actor's keys.
@@ -242,6 +271,9 @@ struct Keys {
     reminders_due: String,
     reminders_index: String,
     subscriptions: String,
+    /// `kar:<app>:sidecar:`, the start of every sidecar entry's key.
+    sidecar: String,
+    sidecars: String,
 }
 
 impl Keys {
@@ -254,6 +286,8 @@ impl Keys {
             reminders_due: format!("{p}reminders:due"),
             reminders_index: format!("{p}reminders:index"),
             subscriptions: format!("{p}subscriptions"),
+            sidecar: format!("{p}sidecar:"),
+            sidecars: format!("{p}sidecars"),
         }
     }
 
@@ -730,6 +764,70 @@ impl StateStore for RedisStateStore {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(failed("advance subscription"))
+        }
+        .boxed()
+    }
+
+    fn put_sidecar(&self, runtime_id: &str, info: Bytes, ttl: Duration) -> BoxFuture<'static, Result<()>> {
+        let mut conn = self.conn.clone();
+        let keys = self.keys.clone();
+        let runtime_id = runtime_id.to_owned();
+        // `PX 0` is an error in Redis; a zero ttl means "expire at once".
+        let ttl_ms = ttl.as_millis().clamp(1, i64::MAX as u128) as u64;
+        async move {
+            ::redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(format!("{}{runtime_id}", keys.sidecar))
+                .arg(info.as_ref())
+                .arg("PX")
+                .arg(ttl_ms)
+                .ignore()
+                .sadd(&keys.sidecars, &runtime_id)
+                .ignore()
+                .exec_async(&mut conn)
+                .await
+                .map_err(failed("put sidecar"))
+        }
+        .boxed()
+    }
+
+    fn sidecars(&self) -> BoxFuture<'_, Result<Vec<(String, Bytes)>>> {
+        async move {
+            let flat: Vec<Vec<u8>> = SIDECARS
+                .key(&self.keys.sidecars)
+                .arg(&self.keys.sidecar)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(failed("sidecars"))?;
+            if !flat.len().is_multiple_of(2) {
+                return Err(Error::Storage("redis sidecars: malformed reply".into()));
+            }
+            let mut list = Vec::with_capacity(flat.len() / 2);
+            let mut parts = flat.into_iter();
+            while let (Some(id), Some(info)) = (parts.next(), parts.next()) {
+                list.push((utf8(id)?, Bytes::from(info)));
+            }
+            list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            Ok(list)
+        }
+        .boxed()
+    }
+
+    fn remove_sidecar(&self, runtime_id: &str) -> BoxFuture<'static, Result<()>> {
+        let mut conn = self.conn.clone();
+        let keys = self.keys.clone();
+        let runtime_id = runtime_id.to_owned();
+        async move {
+            ::redis::pipe()
+                .atomic()
+                .del(format!("{}{runtime_id}", keys.sidecar))
+                .ignore()
+                .srem(&keys.sidecars, &runtime_id)
+                .ignore()
+                .exec_async(&mut conn)
+                .await
+                .map_err(failed("remove sidecar"))
         }
         .boxed()
     }

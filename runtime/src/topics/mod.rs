@@ -9,11 +9,13 @@
 //!    topic that does not exist is an error ([`Error::NoSuchTopic`]).
 //!
 //! The embedded implementation keeps one ordered sequence per topic (the
-//! `partitions` of `create` are recorded but ordering is total).
+//! `partitions` of `create` are recorded but ordering is total); the Kafka
+//! one ([`KafkaTopics`]) keeps every event in partition 0 of its topic.
 //!
 //! This module knows nothing of gRPC, the engine or components.
 
 pub mod embedded;
+pub mod kafka;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -22,6 +24,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 pub use embedded::EmbeddedTopics;
+pub use kafka::KafkaTopics;
 
 /// A failure of the topics.
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,9 @@
-//! The chaos test (`shared/DESIGN.md` §7): `chaos --backend embedded
-//! --seconds N [--seed S] [--verbose]`. Runs a workload against a runtime and
-//! test components that are SIGKILLed and restarted at random, checks the
-//! history against the promises G1–G7, prints one final line
-//! (`chaos: backend=.. runtimes=.. kills=.. invocations=.. violations=..
+//! The chaos test (`shared/DESIGN.md` §7): `chaos --backend embedded|distributed
+//! --seconds N [--seed S] [--verbose]`. Runs a workload against a runtime (or,
+//! distributed, a mesh of runtimes on the Kafka of `KAFKA_BROKERS` and a
+//! private Redis) and test components that are SIGKILLed and restarted at
+//! random, checks the history against the promises G1–G7, prints one final
+//! line (`chaos: backend=.. runtimes=.. kills=.. invocations=.. violations=..
 //! G1=.. ... G7=..`) and exits non-zero on any violation or if the workload
 //! did not run. See `kar_tests::chaos`.
 
@@ -27,8 +28,8 @@ async fn main() {
         Err(e) => {
             eprintln!("chaos: {e:#}");
             eprintln!(
-                "usage: chaos --backend embedded --seconds N [--seed S] [--clients N] [--components N] \
-                 [--fault-interval MIN_MS..MAX_MS] [--quiesce SECONDS] [--verbose] [--keep]"
+                "usage: chaos --backend embedded|distributed --seconds N [--runtimes N] [--seed S] [--clients N] \
+                 [--components N] [--fault-interval MIN_MS..MAX_MS] [--quiesce SECONDS] [--verbose] [--keep]"
             );
             std::process::exit(2);
         }

@@ -73,7 +73,7 @@ async fn actor_method(log: Arc<AttemptLog>, ctx: Context, method: String, args: 
     }
     let tag = match (kind.as_str(), method.as_str()) {
         ("Slow", "work") | ("Caller", "call") => arg(&args, 1).as_str().unwrap_or_default().to_owned(),
-        ("Chain", "step") => format!("{}#{}", arg(&args, 2).as_str().unwrap_or_default(), arg(&args, 0)),
+        ("Chain" | "ChainB", "step") => format!("{}#{}", arg(&args, 2).as_str().unwrap_or_default(), arg(&args, 0)),
         ("Sink", "event") => arg(&args, 0).as_str().map(str::to_owned).unwrap_or_else(|| args.to_string()),
         ("Ticker", "tick") => ctx.request_id().to_owned(),
         _ => String::new(),
@@ -150,9 +150,11 @@ async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value)
         }
         // A tail-call chain: step [n, total, tag, ms, mode] sleeps ms and then
         // hands off to step n+1 — on the same actor keeping its turn
-        // (mode "same"), on the same actor releasing it ("release"), or on
-        // actor <id>-<n+1> ("hop") — until step `total` returns "<tag>#done".
-        ("Chain", "step") => {
+        // (mode "same"), on the same actor releasing it ("release"), on
+        // actor <id>-<n+1> ("hop"), or on the actor of the same id of the
+        // other chain type, Chain ⇄ ChainB ("cross") — until step `total`
+        // returns "<tag>#done".
+        ("Chain" | "ChainB", "step") => {
             let n = int_arg(args, 0, "step")?;
             let total = int_arg(args, 1, "total")?;
             let tag = str_arg(args, 2, "tag")?;
@@ -170,6 +172,7 @@ async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value)
                     Reply::tail_call("Chain", &format!("{base}-{}", n + 1), "step", next_args)
                 }
                 "release" => Reply::tail_call("Chain", &me, "step", next_args).releasing_turn(),
+                "cross" => Reply::tail_call(if kind == "Chain" { "ChainB" } else { "Chain" }, &me, "step", next_args),
                 _ => Reply::tail_call("Chain", &me, "step", next_args),
             })
         }

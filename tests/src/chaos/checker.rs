@@ -17,8 +17,18 @@
 //! | G5 | a chain step that starts after a later step of the chain started; a step that starts before the previous step ended |
 //! | G6 | an attempt on an actor that starts while an attempt of another flow lives on the same actor |
 //! | G7 | an increment that completed but is missing from its counter's state; a counter whose count is below its completed increments |
+//!
+//! **A mesh** (several runtimes, `Fault::name` and `RuntimeSpawn::runtime`
+//! name each; `History::component_runtimes` says which runtime delivered to
+//! each component process): an attempt's runtime is its component's. Kills
+//! and restarts count per runtime. An actor's partition may move between
+//! runtimes, so G3 also excuses a rerun in another runtime process than the
+//! ended attempt (the old owner was fenced before its completion was
+//! written), and G4 does not require the child to run in its caller's
+//! runtime process; the G7 outage rule applies to the reminders the killed
+//! runtime was firing.
 
-use super::history::{Attempt, ClientOp, FaultKind, History, Micros, OpKind, OpOutcome};
+use super::history::{Attempt, ClientOp, FaultKind, History, Micros, OpKind, OpOutcome, SINGLE_RUNTIME};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
@@ -111,15 +121,22 @@ fn fmt_t(t: Micros) -> String {
     format!("{}.{:06}", t / 1_000_000, t % 1_000_000)
 }
 
+/// Which runtime process delivered an attempt: the runtime's name and how
+/// many times it had been spawned by the attempt's start.
+type Incarnation<'h> = (&'h str, usize);
+
 struct Ctx<'h> {
     h: &'h History,
     o: &'h Options,
     /// Kill time (signal sent) of each killed component process.
     comp_kill: HashMap<u32, Micros>,
-    /// Runtime kills (signal sent), sorted.
-    rt_kills: Vec<Micros>,
-    /// Runtime spawns, sorted.
-    rt_spawns: Vec<Micros>,
+    /// Kills (signal sent) of each runtime, sorted.
+    rt_kills: BTreeMap<&'h str, Vec<Micros>>,
+    /// Spawns of each runtime, sorted.
+    rt_spawns: BTreeMap<&'h str, Vec<Micros>>,
+    /// Whether the run had more than one runtime (a mesh), where an actor's
+    /// partition may move between runtimes.
+    mesh: bool,
     /// Attempts of each invocation, by start.
     by_inv: BTreeMap<&'h str, Vec<&'h Attempt>>,
     /// Attempts on each actor, by start.
@@ -131,7 +148,7 @@ struct Ctx<'h> {
 impl<'h> Ctx<'h> {
     fn new(h: &'h History, o: &'h Options) -> Ctx<'h> {
         let mut comp_kill = HashMap::new();
-        let mut rt_kills = Vec::new();
+        let mut rt_kills: BTreeMap<&str, Vec<Micros>> = BTreeMap::new();
         for f in &h.faults {
             match f.kind {
                 FaultKind::Component => {
@@ -140,12 +157,17 @@ impl<'h> Ctx<'h> {
                         .and_modify(|t: &mut Micros| *t = (*t).min(f.kill_sent))
                         .or_insert(f.kill_sent);
                 }
-                FaultKind::Runtime => rt_kills.push(f.kill_sent),
+                FaultKind::Runtime => rt_kills.entry(f.name.as_str()).or_default().push(f.kill_sent),
             }
         }
-        rt_kills.sort();
-        let mut rt_spawns = h.runtime_spawns.clone();
-        rt_spawns.sort();
+        let mut rt_spawns: BTreeMap<&str, Vec<Micros>> = BTreeMap::new();
+        for s in &h.runtime_spawns {
+            rt_spawns.entry(s.runtime.as_str()).or_default().push(s.at);
+        }
+        for list in rt_kills.values_mut().chain(rt_spawns.values_mut()) {
+            list.sort();
+        }
+        let mesh = rt_spawns.len() > 1;
         let mut by_inv: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
         let mut by_actor: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
         for a in &h.attempts {
@@ -156,7 +178,20 @@ impl<'h> Ctx<'h> {
             list.sort_by_key(|a| (a.start, a.aid.clone()));
         }
         let nested_calls = h.marks.iter().filter(|m| m.ev == "call").map(|m| m.child.as_str()).collect();
-        Ctx { h, o, comp_kill, rt_kills, rt_spawns, by_inv, by_actor, nested_calls }
+        Ctx { h, o, comp_kill, rt_kills, rt_spawns, mesh, by_inv, by_actor, nested_calls }
+    }
+
+    /// The runtime the attempt's component was attached to: the runtime
+    /// that delivered it.
+    fn runtime_of(&self, a: &Attempt) -> &'h str {
+        self.h.component_runtimes.get(&a.pid).map(String::as_str).unwrap_or(SINGLE_RUNTIME)
+    }
+
+    /// Every spawn of every runtime, sorted.
+    fn all_spawns(&self) -> Vec<Micros> {
+        let mut all: Vec<Micros> = self.rt_spawns.values().flatten().copied().collect();
+        all.sort();
+        all
     }
 
     /// Until when an attempt surely lived (its end, abandonment or the kill
@@ -169,37 +204,40 @@ impl<'h> Ctx<'h> {
     /// When the attempt stopped counting as a live caller: its stop, or the
     /// death of the runtime that delivered it.
     fn caller_death(&self, a: &Attempt) -> Micros {
-        self.stop(a).min(self.runtime_death(a.start).unwrap_or(Micros::MAX))
+        self.stop(a).min(self.runtime_death(a).unwrap_or(Micros::MAX))
     }
 
-    /// When the runtime process that delivered an attempt started at `t` was
-    /// killed: the first kill after the last spawn up to `t`. (An attempt may
-    /// start a moment after its runtime was killed: the delivery was already
-    /// on its way.)
-    fn runtime_death(&self, t: Micros) -> Option<Micros> {
-        let spawned = self.rt_spawns.iter().copied().filter(|&s| s <= t).max().unwrap_or(0);
-        self.next_runtime_kill(spawned)
+    /// When the runtime process that delivered `a` was killed: the first kill
+    /// of its runtime after that runtime's last spawn up to `a`'s start. (An
+    /// attempt may start a moment after its runtime was killed: the delivery
+    /// was already on its way.)
+    fn runtime_death(&self, a: &Attempt) -> Option<Micros> {
+        let runtime = self.runtime_of(a);
+        let spawns = self.rt_spawns.get(runtime).map(Vec::as_slice).unwrap_or_default();
+        let spawned = spawns.iter().copied().filter(|&s| s <= a.start).max().unwrap_or(0);
+        self.rt_kills.get(runtime)?.iter().copied().find(|&k| k > spawned)
     }
 
-    fn next_runtime_kill(&self, after: Micros) -> Option<Micros> {
-        self.rt_kills.iter().copied().find(|&k| k > after)
+    /// Which runtime process delivered `a`.
+    fn incarnation(&self, a: &Attempt) -> Incarnation<'h> {
+        let runtime = self.runtime_of(a);
+        let spawns = self.rt_spawns.get(runtime).map(Vec::as_slice).unwrap_or_default();
+        (runtime, spawns.iter().filter(|&&s| s <= a.start).count())
     }
 
-    /// Which runtime process delivered an attempt that started at `t`: the
-    /// last one spawned by then.
-    fn incarnation(&self, t: Micros) -> usize {
-        self.rt_spawns.iter().filter(|&&s| s <= t).count()
-    }
-
-    /// Whether an ended attempt's result may have been lost: its component
-    /// was killed around its end, or the runtime that delivered it was killed
-    /// before its end or shortly after.
-    fn excused(&self, a: &Attempt) -> bool {
+    /// Whether an ended attempt `a`'s result may have been lost before `b`
+    /// ran the invocation again: its component was killed around its end, or
+    /// the runtime that delivered it was killed before its end or shortly
+    /// after. In a mesh also when `b` ran in another runtime process: the
+    /// actor's partition moved (a rebalance fences the old owner, whose
+    /// completion may not have been written).
+    fn excused(&self, a: &Attempt, b: &Attempt) -> bool {
         let Some(end) = a.end else { return true };
-        let runtime = self.runtime_death(a.start).is_some_and(|k| k <= end + self.o.result_grace);
+        let runtime = self.runtime_death(a).is_some_and(|k| k <= end + self.o.result_grace);
         let component =
             self.comp_kill.get(&a.pid).is_some_and(|&k| k + self.o.kill_skew >= end && k <= end + self.o.result_grace);
-        runtime || component
+        let moved = self.mesh && self.incarnation(a) != self.incarnation(b);
+        runtime || component || moved
     }
 
     /// Proof that an ended attempt's completion was recorded: an attempt of
@@ -208,12 +246,12 @@ impl<'h> Ctx<'h> {
     /// once a completion is durable). Returns when.
     fn turn_passed(&self, a: &Attempt) -> Option<Micros> {
         let end = a.end?;
-        let incarnation = self.incarnation(a.start);
-        let kill = self.runtime_death(a.start).unwrap_or(Micros::MAX);
+        let incarnation = self.incarnation(a);
+        let kill = self.runtime_death(a).unwrap_or(Micros::MAX);
         let list = self.by_actor.get(a.actor.as_str())?;
         let from = list.partition_point(|x| x.start <= end);
         list[from..].iter().find_map(|x| {
-            (x.start > end && x.start < kill && x.flow != a.flow && self.incarnation(x.start) == incarnation)
+            (x.start > end && x.start < kill && x.flow != a.flow && self.incarnation(x) == incarnation)
                 .then_some(x.start)
         })
     }
@@ -234,7 +272,7 @@ pub fn check(h: &History, o: &Options) -> Report {
         invocations: c.by_inv.len(),
         attempts: h.attempts.len(),
         kills: h.faults.len(),
-        runtime_kills: c.rt_kills.len(),
+        runtime_kills: c.rt_kills.values().map(Vec::len).sum(),
         app_errors: h.ops.iter().filter(|op| matches!(op.outcome, OpOutcome::AppError(_))).count(),
         retried: c.by_inv.values().filter(|list| list.len() > 1).count(),
         reruns: c
@@ -423,7 +461,7 @@ fn g3_g4_g5<'h>(c: &Ctx<'h>, v: &mut Vec<Violation>) {
                     ));
                     break;
                 }
-                if !c.excused(a) {
+                if !c.excused(a, b) {
                     v.push(violation(
                         promise,
                         inv,
@@ -455,10 +493,14 @@ fn g4_orphans(c: &Ctx, v: &mut Vec<Violation>) {
     for (child, issuers) in &issued {
         let Some(list) = c.by_inv.get(child) else { continue };
         for b in list.iter().filter(|b| b.attempt == 1) {
-            let incarnation = c.incarnation(b.start);
+            // A single runtime drops pending nested calls when it restarts, so
+            // a child runs in the same process as a caller attempt that issued
+            // it. In a mesh the child's partition may live in another runtime
+            // and survive that runtime's restart: only the caller must live.
+            let incarnation = c.incarnation(b);
             let live = issuers.iter().any(|(p, t)| {
                 *t <= b.start
-                    && c.incarnation(p.start) == incarnation
+                    && (c.mesh || c.incarnation(p) == incarnation)
                     && c.caller_death(p).saturating_add(c.o.orphan_tolerance) > b.start
             });
             if !live {
@@ -525,16 +567,24 @@ fn g7(c: &Ctx, v: &mut Vec<Violation>) {
             v.push(violation(7, &op.final_inv, "the reminder was scheduled but never fired to completion".into()));
         }
     }
-    let last_spawn = c.rt_spawns.last().copied().unwrap_or(0);
+    let all_spawns = c.all_spawns();
+    let last_spawn = all_spawns.last().copied().unwrap_or(0);
     for p in &c.h.periodic {
         let prefix = p.prefix();
-        let mut dues: Vec<(Micros, bool)> = c
-            .by_inv
-            .range(prefix.as_str()..)
-            .take_while(|(inv, _)| inv.starts_with(&prefix))
+        let firings = || c.by_inv.range(prefix.as_str()..).take_while(|(inv, _)| inv.starts_with(&prefix));
+        let mut dues: Vec<(Micros, bool)> = firings()
             .filter_map(|(inv, list)| Some((reminder_due(inv)?, list.iter().any(|a| a.end.is_some()))))
             .collect();
         dues.sort();
+        // The runtime that fired the reminder last before `t` (in a mesh,
+        // the owner of the actor's partition then).
+        let owner_at = |t: Micros| {
+            firings()
+                .flat_map(|(_, list)| list.iter())
+                .filter(|a| a.end.is_some() && a.start <= t)
+                .max_by_key(|a| a.start)
+                .map(|a| c.runtime_of(a))
+        };
         let subject = format!("{}/{}", p.actor, p.reminder);
         if !dues.iter().any(|&(due, done)| done && due > last_spawn) {
             v.push(violation(
@@ -545,9 +595,20 @@ fn g7(c: &Ctx, v: &mut Vec<Violation>) {
         }
         // While the runtime was down nothing fired; at its restart the
         // earliest missed tick fires once and the next is after that moment:
-        // at most one due time inside each outage.
-        for &kill in &c.rt_kills {
-            let back = c.rt_spawns.iter().copied().find(|&s| s > kill).unwrap_or(Micros::MAX);
+        // at most one due time inside each outage. In a mesh this holds for
+        // the reminders the killed runtime owned: the others fire on, and its
+        // own move to a survivor only after its session expired, later than
+        // the restart.
+        let outages = c.rt_kills.iter().flat_map(|(runtime, kills)| kills.iter().map(move |&k| (*runtime, k)));
+        for (runtime, kill) in outages {
+            if c.mesh && owner_at(kill) != Some(runtime) {
+                continue;
+            }
+            let back = c
+                .rt_spawns
+                .get(runtime)
+                .and_then(|spawns| spawns.iter().copied().find(|&s| s > kill))
+                .unwrap_or(Micros::MAX);
             let inside: Vec<Micros> = dues.iter().map(|d| d.0).filter(|&d| d > kill && d < back).collect();
             if inside.len() > 1 {
                 v.push(violation(
@@ -594,7 +655,7 @@ mod tests {
     //! kind of legitimate retry, and one per kind of violation.
 
     use super::*;
-    use crate::chaos::history::{Attempt, ClientOp, CounterState, Fault, Mark, PeriodicReminder};
+    use crate::chaos::history::{Attempt, ClientOp, CounterState, Fault, Mark, PeriodicReminder, RuntimeSpawn};
     use serde_json::{Value, json};
 
     const S: Micros = 1_000_000; // one second
@@ -655,6 +716,10 @@ mod tests {
         }
     }
 
+    fn spawn(t: Micros) -> RuntimeSpawn {
+        RuntimeSpawn::new(SINGLE_RUNTIME, t)
+    }
+
     fn runtime_kill(t: Micros) -> Fault {
         Fault {
             kind: FaultKind::Runtime,
@@ -669,7 +734,7 @@ mod tests {
 
     /// A history with every legitimate kind of retry, no violation.
     fn clean() -> History {
-        let mut h = History { runtime_spawns: vec![0], ..History::default() };
+        let mut h = History { runtime_spawns: vec![spawn(0)], ..History::default() };
         // A call retried after its component was killed mid-attempt.
         h.attempts.push(attempt("1:0", "c1", "Slow/s0", "c1", 1, 10 * S, None));
         h.faults.push(component_kill(1, 11 * S));
@@ -679,7 +744,7 @@ mod tests {
         // after the restart (its completion may not have been recorded).
         h.attempts.push(attempt("2:1", "t1", "Counter/k", "t1", 2, 20 * S, Some(21 * S)));
         h.faults.push(runtime_kill(21 * S + 300_000));
-        h.runtime_spawns.push(22 * S);
+        h.runtime_spawns.push(spawn(22 * S));
         h.attempts.push(attempt("2:2", "t1", "Counter/k", "t1", 2, 22 * S + 1000, Some(22 * S + 2000)));
         h.ops.push(tell("t1", 19 * S));
         // A delivery already on its way when the runtime was killed starts
@@ -805,7 +870,7 @@ mod tests {
         // An attempt that ran on after the runtime died, overlapping the
         // restarted runtime's attempt.
         h.faults.push(runtime_kill(80 * S));
-        h.runtime_spawns.push(81 * S);
+        h.runtime_spawns.push(spawn(81 * S));
         h.attempts.push(attempt("6:1", "o2", "Slow/s6", "o2", 6, 79 * S, Some(82 * S)));
         h.attempts.push(attempt("7:1", "o2", "Slow/s6", "o2", 7, 81 * S + 100, Some(81 * S + 200)));
         h.ops.push(call("o2", "o2", 83 * S, json!("o2")));
@@ -823,14 +888,14 @@ mod tests {
         h.attempts.push(attempt("6:2", "r2", "Slow/s6", "r2", 6, 76 * S, Some(76 * S + 100)));
         h.ops.push(call("r2", "r2", 76 * S + 200, json!("r2")));
         h.faults.push(runtime_kill(76 * S + 300));
-        h.runtime_spawns.push(77 * S);
+        h.runtime_spawns.push(spawn(77 * S));
         h.attempts.push(attempt("7:0", "r2", "Slow/s6", "r2", 7, 77 * S + 100, Some(77 * S + 200)));
         // Another flow took the actor's turn after the tell completed, then
         // the runtime died: the tell's completion was recorded.
         h.attempts.push(attempt("7:1", "r3", "Counter/k9", "r3", 7, 80 * S, Some(80 * S + 100)));
         h.attempts.push(attempt("7:2", "x3", "Counter/k9", "x3", 7, 80 * S + 200, Some(80 * S + 300)));
         h.faults.push(runtime_kill(80 * S + 400));
-        h.runtime_spawns.push(81 * S);
+        h.runtime_spawns.push(spawn(81 * S));
         h.attempts.push(attempt("8:0", "r3", "Counter/k9", "r3", 8, 81 * S + 100, Some(81 * S + 200)));
         only(&h, 3, 3);
     }
@@ -849,7 +914,7 @@ mod tests {
         h.attempts.push(attempt("7:1", "q2", "Caller/b", "q2", 7, 80 * S, None));
         h.marks.push(mark("call", "7:1", "q2", "q2.1", 80 * S + 10, None));
         h.faults.push(runtime_kill(80 * S + 100));
-        h.runtime_spawns.push(80 * S + 400_000);
+        h.runtime_spawns.push(spawn(80 * S + 400_000));
         h.attempts.push(attempt("7:2", "q2.1", "Slow/s6", "q2", 7, 80 * S + 500_000, Some(80 * S + 600_000)));
         // A completed nested call whose caller got the result runs again
         // for the caller's retry.
@@ -871,7 +936,7 @@ mod tests {
         h.attempts.push(attempt("6:0", "k1", "Chain/k", "k1", 6, 70 * S, Some(70 * S + 100)));
         h.attempts.push(attempt("6:1", "k1~1", "Chain/k", "k1", 6, 70 * S + 200, Some(70 * S + 300)));
         h.faults.push(runtime_kill(70 * S + 250));
-        h.runtime_spawns.push(71 * S);
+        h.runtime_spawns.push(spawn(71 * S));
         h.attempts.push(nth(attempt("7:0", "k1", "Chain/k", "k1", 7, 71 * S + 100, Some(71 * S + 200)), 1));
         // Step 1 of another chain starts before step 0 ended.
         h.attempts.push(attempt("7:1", "k2", "Chain/j", "k2", 7, 80 * S, Some(80 * S + 300)));
@@ -916,7 +981,7 @@ mod tests {
         // after the last restart at 90 s.
         h.periodic.push(PeriodicReminder { actor: "Ticker/p1".into(), reminder: "tick".into(), period: S / 10 });
         h.faults.push(runtime_kill(70 * S));
-        h.runtime_spawns.push(71 * S);
+        h.runtime_spawns.push(spawn(71 * S));
         for due_ms in [69_900, 70_200, 70_300, 70_400] {
             let inv = format!("reminder:Ticker/p1/tick@{due_ms}");
             h.attempts.push(attempt(
@@ -930,7 +995,7 @@ mod tests {
             ));
         }
         h.faults.push(runtime_kill(89 * S));
-        h.runtime_spawns.push(90 * S);
+        h.runtime_spawns.push(spawn(90 * S));
         // p0 of the clean history fires on after 90 s; p1 does not.
         h.attempts.push(attempt(
             "8:0",
@@ -942,6 +1007,86 @@ mod tests {
             Some(91 * S + 10),
         ));
         only(&h, 7, 4);
+    }
+
+    fn mesh_runtime_kill(runtime: &str, t: Micros) -> Fault {
+        Fault { name: runtime.into(), ..runtime_kill(t) }
+    }
+
+    /// A mesh of two runtimes, `kar-0` (component process 1) and `kar-1`
+    /// (component process 2), with the legitimate retries of a mesh.
+    fn mesh() -> History {
+        let mut h = History {
+            runtime_spawns: vec![RuntimeSpawn::new("kar-0", 0), RuntimeSpawn::new("kar-1", 0)],
+            component_runtimes: [(1, "kar-0".to_owned()), (2, "kar-1".to_owned())].into(),
+            ..History::default()
+        };
+        // kar-0 dies mid-call; its component abandons the attempt and kar-1
+        // retries it once it owns the actor's partition.
+        let mut aborted = attempt("1:0", "m1", "Slow/s0", "m1", 1, 10 * S, None);
+        aborted.abort = Some(10 * S + 310_000);
+        h.attempts.push(aborted);
+        h.faults.push(mesh_runtime_kill("kar-0", 10 * S + 300_000));
+        h.runtime_spawns.push(RuntimeSpawn::new("kar-0", 11 * S));
+        h.attempts.push(nth(attempt("2:0", "m1", "Slow/s0", "m1", 2, 17 * S, Some(17 * S + 100)), 2));
+        h.ops.push(call("m1", "m1", 17 * S + 200, json!("m1")));
+        // A partition moved from kar-0 to kar-1 after a tell ended, before its
+        // completion was written: kar-1 runs it again.
+        h.attempts.push(attempt("1:1", "t1", "Counter/k", "t1", 1, 30 * S, Some(30 * S + 100)));
+        h.attempts.push(attempt("2:1", "t1", "Counter/k", "t1", 2, 31 * S, Some(31 * S + 100)));
+        h.ops.push(tell("t1", 29 * S));
+        // A nested call from kar-0's component runs on kar-1's.
+        h.attempts.push(attempt("1:2", "n1", "Caller/a", "n1", 1, 40 * S, Some(40 * S + 800_000)));
+        h.marks.push(mark("call", "1:2", "n1", "n1.1", 40 * S + 10_000, None));
+        h.attempts.push(attempt("2:2", "n1.1", "Slow/s1", "n1", 2, 40 * S + 500_000, Some(40 * S + 600_000)));
+        h.marks.push(mark("got", "1:2", "n1", "n1.1", 40 * S + 700_000, Some(json!("n1.1"))));
+        h.ops.push(call("n1", "n1", 40 * S + 900_000, json!("n1")));
+        // A periodic reminder kar-1 fires on while kar-0 is down.
+        h.periodic.push(PeriodicReminder { actor: "Ticker/p0".into(), reminder: "tick".into(), period: S / 10 });
+        for due_ms in (9_800..=12_000).step_by(100).chain([200_000]) {
+            let inv = format!("reminder:Ticker/p0/tick@{due_ms}");
+            let start = due_ms * 1000 + 5000;
+            h.attempts.push(attempt(&format!("2:r{due_ms}"), &inv, "Ticker/p0", &inv, 2, start, Some(start + 100)));
+        }
+        h
+    }
+
+    #[test]
+    fn a_clean_mesh_history_has_no_violation() {
+        let report = check(&mesh(), &Options::default());
+        assert!(report.violations.is_empty(), "{:#?}", report.violations);
+        assert_eq!(report.runtime_kills, 1);
+    }
+
+    #[test]
+    fn in_a_mesh_reruns_in_the_same_runtime_and_floods_of_an_owned_reminder_are_caught() {
+        let mut h = mesh();
+        // Ended in kar-1 and ran again in the same kar-1 process, no kill.
+        h.attempts.push(attempt("2:3", "t2", "Counter/k", "t2", 2, 50 * S, Some(50 * S + 100)));
+        h.attempts.push(attempt("2:4", "t2", "Counter/k", "t2", 2, 51 * S, Some(51 * S + 100)));
+        // kar-0 fired p1 until it died at 60 s; three due times inside its
+        // outage 60 s..61 s fired.
+        h.periodic.push(PeriodicReminder { actor: "Ticker/p1".into(), reminder: "tick".into(), period: S / 10 });
+        h.faults.push(mesh_runtime_kill("kar-0", 60 * S));
+        h.runtime_spawns.push(RuntimeSpawn::new("kar-0", 61 * S));
+        for (pid, due_ms) in [(1, 59_900), (2, 60_200), (2, 60_300), (2, 60_400), (2, 200_000)] {
+            let inv = format!("reminder:Ticker/p1/tick@{due_ms}");
+            let start = due_ms * 1000 + 5000;
+            h.attempts.push(attempt(
+                &format!("{pid}:q{due_ms}"),
+                &inv,
+                "Ticker/p1",
+                &inv,
+                pid,
+                start,
+                Some(start + 100),
+            ));
+        }
+        let report = check(&h, &Options::default());
+        let found: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+        assert_eq!(report.count(3), 1, "{found:#?}");
+        assert_eq!(report.count(7), 1, "{found:#?}");
+        assert_eq!(report.violations.len(), 2, "{found:#?}");
     }
 
     #[test]

@@ -23,16 +23,25 @@
 //! The fault driver, every `fault_min..fault_max` (random), SIGKILLs either
 //! the runtime (then restarts it in place after a short pause) or a random
 //! component (then starts a replacement under the same name).
+//!
+//! Backends: `embedded` is one runtime with its redb file; `distributed` is
+//! a private Redis and `--runtimes` (3) runtimes forming one mesh on the
+//! Kafka of `KAFKA_BROKERS`, the components spread over them (two per
+//! runtime unless `--components` says otherwise), each client task entering
+//! through its own runtime and repeating through the next. The fault driver
+//! kills one runtime at a time (chosen at random) and restarts it with the
+//! same flags.
 
 use super::checker::{self, Options};
 use super::history::{
-    ClientOp, CounterState, Fault, FaultKind, History, Micros, OpKind, OpOutcome, PeriodicReminder, now_us,
+    ClientOp, CounterState, Fault, FaultKind, History, OpKind, OpOutcome, PeriodicReminder, RuntimeSpawn,
+    SINGLE_RUNTIME, now_us,
 };
-use crate::{Component, Runtime};
+use crate::{Component, Redis, Runtime, distributed_args, kafka_brokers, log_tail, unique_app_name};
 use anyhow::{Context as _, bail};
 use kar_client::{Client, ReminderSpec};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,8 +65,10 @@ const CHAINS: usize = 4;
 /// How a run is configured (the `chaos` command line).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `embedded` (the only one for now).
+    /// `embedded` or `distributed`.
     pub backend: String,
+    /// How many runtimes: 1 for `embedded`, 3 by default for `distributed`.
+    pub runtimes: usize,
     /// How long the workload and the faults run.
     pub seconds: u64,
     /// The seed of every random choice.
@@ -85,6 +96,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             backend: "embedded".into(),
+            runtimes: 1,
             seconds: 60,
             seed: now_us() % 1_000_000,
             clients: 16,
@@ -100,10 +112,12 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses `--backend B --seconds N --seed S --clients N --components N
-    /// --fault-interval MIN_MS..MAX_MS --quiesce SECONDS --verbose --keep`.
+    /// Parses `--backend B --runtimes N --seconds N --seed S --clients N
+    /// --components N --fault-interval MIN_MS..MAX_MS --quiesce SECONDS
+    /// --verbose --keep`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Config> {
         let mut config = Config::default();
+        let (mut runtimes, mut components, mut faults) = (None, None, None);
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -112,24 +126,48 @@ impl Config {
                 "--seconds" => config.seconds = value()?.parse().context("--seconds")?,
                 "--seed" => config.seed = value()?.parse().context("--seed")?,
                 "--clients" => config.clients = value()?.parse().context("--clients")?,
-                "--components" => config.components = value()?.parse().context("--components")?,
+                "--runtimes" => runtimes = Some(value()?.parse().context("--runtimes")?),
+                "--components" => components = Some(value()?.parse().context("--components")?),
                 "--quiesce" => config.quiesce = Duration::from_secs(value()?.parse().context("--quiesce")?),
                 "--fault-interval" => {
                     let v = value()?;
                     let (min, max) = v.split_once("..").context("--fault-interval MIN_MS..MAX_MS")?;
-                    config.fault_min = Duration::from_millis(min.parse().context("--fault-interval")?);
-                    config.fault_max = Duration::from_millis(max.parse().context("--fault-interval")?);
-                    if config.fault_max < config.fault_min {
+                    let min = Duration::from_millis(min.parse().context("--fault-interval")?);
+                    let max = Duration::from_millis(max.parse().context("--fault-interval")?);
+                    if max < min {
                         bail!("--fault-interval: MAX is below MIN");
                     }
+                    faults = Some((min, max));
                 }
                 "--verbose" | "-v" => config.verbose = true,
                 "--keep" => config.keep = true,
                 other => bail!("unknown argument {other:?}"),
             }
         }
-        if config.backend != "embedded" {
-            bail!("backend {:?} is not available yet (only embedded)", config.backend);
+        match config.backend.as_str() {
+            "embedded" => {
+                if runtimes.is_some_and(|n| n != 1) {
+                    bail!("--runtimes: the embedded backend has one runtime");
+                }
+            }
+            "distributed" => {
+                // A mesh fails over after a session timeout: fewer, later
+                // faults than on one runtime, two components per runtime.
+                config.runtimes = runtimes.unwrap_or(3);
+                config.components = 2 * config.runtimes;
+                config.fault_min = Duration::from_millis(2500);
+                config.fault_max = Duration::from_millis(6000);
+            }
+            other => bail!("unknown backend {other:?} (embedded, distributed)"),
+        }
+        if let Some(n) = components {
+            config.components = n;
+        }
+        if let Some((min, max)) = faults {
+            (config.fault_min, config.fault_max) = (min, max);
+        }
+        if config.runtimes == 0 {
+            bail!("--runtimes must be at least 1");
         }
         if config.components == 0 || config.clients == 0 {
             bail!("--clients and --components must be at least 1");
@@ -244,13 +282,16 @@ fn choose(rng: &mut Rng, op: String) -> Op {
 type RetryCounts = Arc<Mutex<BTreeMap<String, u64>>>;
 
 /// Issues one operation until it is answered (call) or acknowledged (tell),
-/// or until `give_up`.
-async fn issue(client: &Client, op: Op, give_up: Instant, retries: &RetryCounts) -> ClientOp {
+/// or until `give_up`: first through `clients[first]`, each repetition
+/// through the next runtime's client (so a repeated request reaches the mesh
+/// through another runtime).
+async fn issue(clients: &[Client], first: usize, op: Op, give_up: Instant, retries: &RetryCounts) -> ClientOp {
     let issued = now_us();
-    let idempotent = client.with_request_id(op.op.clone());
     let mut final_inv = op.final_inv.clone();
     let mut tries = 0;
     let (outcome, answered) = loop {
+        let client = &clients[(first + tries as usize) % clients.len()];
+        let idempotent = client.with_request_id(op.op.clone());
         tries += 1;
         let attempt = async {
             match op.kind {
@@ -297,67 +338,91 @@ async fn issue(client: &Client, op: Op, give_up: Instant, retries: &RetryCounts)
     }
 }
 
-/// What the fault driver owns and records.
-struct Cluster {
-    runtime: Runtime,
-    components: Vec<(String, Component)>,
+/// A runtime of a run and its name in the history.
+type NamedRuntime = (String, Runtime);
+
+/// A component of a run and the runtime it attaches to.
+struct ChaosComponent {
+    name: String,
+    runtime: usize,
+    component: Component,
+}
+
+/// What the fault driver owns and records: the runtimes (each with its name
+/// in the history), the components, and every kill and spawn.
+struct Processes {
+    runtimes: Vec<NamedRuntime>,
+    components: Vec<ChaosComponent>,
     log_dir: PathBuf,
     faults: Vec<Fault>,
-    spawns: Vec<Micros>,
+    spawns: Vec<RuntimeSpawn>,
+    component_runtimes: HashMap<u32, String>,
     restart_failures: u32,
 }
 
-impl Cluster {
-    fn start_component(&self, name: &str) -> anyhow::Result<Component> {
-        Component::start(&self.runtime.addr(), &self.log_dir, name, ACTOR_TYPES, "")
+impl Processes {
+    /// Starts a component attached to runtime `runtime` and records where it
+    /// is.
+    fn start_component(&mut self, name: &str, runtime: usize) -> anyhow::Result<Component> {
+        let component = Component::start(&self.runtimes[runtime].1.addr(), &self.log_dir, name, ACTOR_TYPES, "")?;
+        if self.runtimes.len() > 1 {
+            self.component_runtimes.insert(component.pid(), self.runtimes[runtime].0.clone());
+        }
+        Ok(component)
     }
 
-    /// Kills something at random and restarts it.
+    /// Kills something at random and restarts it: a runtime (one at a time,
+    /// restarted with the same flags, port and work dir) or a component
+    /// (replaced under the same name, on the same runtime).
     fn fault(&mut self, rng: &mut Rng) {
         if rng.range(0, 99) < 40 {
+            // (No extra draw with one runtime: a seed replays an older run.)
+            let i = if self.runtimes.len() > 1 { rng.range(0, self.runtimes.len() as u64 - 1) as usize } else { 0 };
+            let (name, runtime) = &mut self.runtimes[i];
+            let pid = runtime.pid().unwrap_or(0);
             let kill_sent = now_us();
-            self.runtime.kill();
+            runtime.kill();
             let kill_done = now_us();
             std::thread::sleep(Duration::from_millis(rng.range(300, 1200)));
             let mut restarted = None;
             for _ in 0..5 {
                 let spawned = now_us();
-                self.spawns.push(spawned);
-                match self.runtime.restart() {
+                self.spawns.push(RuntimeSpawn::new(name, spawned));
+                match runtime.restart() {
                     Ok(()) => {
                         restarted = Some(spawned);
                         break;
                     }
                     Err(e) => {
-                        eprintln!("chaos: the runtime did not restart: {e:#}");
+                        eprintln!("chaos: runtime {name} did not restart: {e:#}");
                         self.restart_failures += 1;
-                        self.runtime.kill();
+                        runtime.kill();
                         std::thread::sleep(Duration::from_millis(500));
                     }
                 }
             }
             self.faults.push(Fault {
                 kind: FaultKind::Runtime,
-                name: "kar".into(),
-                pid: 0,
+                name: name.clone(),
+                pid,
                 kill_sent,
                 kill_done,
                 restarted,
-                new_pid: None,
+                new_pid: runtime.pid(),
             });
         } else {
             let i = rng.range(0, self.components.len() as u64 - 1) as usize;
-            let (name, component) = &mut self.components[i];
-            let name = name.clone();
+            let ChaosComponent { name, runtime, component } = &mut self.components[i];
+            let (name, runtime) = (name.clone(), *runtime);
             let pid = component.pid();
             let kill_sent = now_us();
             component.kill();
             let kill_done = now_us();
             std::thread::sleep(Duration::from_millis(rng.range(100, 1000)));
-            let (restarted, new_pid) = match self.start_component(&name) {
+            let (restarted, new_pid) = match self.start_component(&name, runtime) {
                 Ok(replacement) => {
                     let new_pid = replacement.pid();
-                    self.components[i].1 = replacement;
+                    self.components[i].component = replacement;
                     (Some(now_us()), Some(new_pid))
                 }
                 Err(e) => {
@@ -389,14 +454,15 @@ async fn wait_attached(client: &Client, names: &[String], limit: Duration) -> an
 /// Creates the topic and its subscription, and schedules the periodic
 /// reminders (before any fault).
 async fn setup(client: &Client) -> anyhow::Result<Vec<PeriodicReminder>> {
-    client.create_topic(TOPIC, 1).await.context("create the topic")?;
-    client.subscribe_actor(SUBSCRIPTION, TOPIC, ("ChaosSink", SINK), "event", true).await.context("subscribe")?;
+    retrying("create the topic", || client.create_topic(TOPIC, 1)).await?;
+    retrying("subscribe", || client.subscribe_actor(SUBSCRIPTION, TOPIC, ("ChaosSink", SINK), "event", true)).await?;
     let mut periodic = Vec::new();
     for (i, period) in PERIODS.iter().enumerate() {
         let actor = format!("p{i}");
         let spec =
             ReminderSpec::new("tick", "tick").args(json!([format!("tick-p{i}")])).every(Duration::from_millis(*period));
-        client.schedule_reminder("ChaosTicker", &actor, spec).await.context("schedule a periodic reminder")?;
+        retrying("schedule a periodic reminder", || client.schedule_reminder("ChaosTicker", &actor, spec.clone()))
+            .await?;
         periodic.push(PeriodicReminder {
             actor: format!("ChaosTicker/{actor}"),
             reminder: "tick".into(),
@@ -404,6 +470,26 @@ async fn setup(client: &Client) -> anyhow::Result<Vec<PeriodicReminder>> {
         });
     }
     Ok(periodic)
+}
+
+/// Runs an idempotent set-up step until it succeeds, for at most 30 s: a
+/// mesh that just formed may answer `UNAVAILABLE` for a moment (a new Kafka
+/// topic's metadata still propagating, partitions still being assigned).
+async fn retrying<T, Fut>(what: &str, mut step: impl FnMut() -> Fut) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = Result<T, kar_client::Error>>,
+{
+    let start = Instant::now();
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(e) if !e.is_application_error() && start.elapsed() < Duration::from_secs(30) => {
+                eprintln!("chaos: {what}: {:?}: {} (retrying)", e.code(), e.message());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context(what.to_owned()),
+        }
+    }
 }
 
 /// The invocations whose completion is required so far and not yet seen
@@ -433,10 +519,13 @@ pub fn recheck(dir: &Path, options: &Options) -> anyhow::Result<i32> {
         ops: serde_json::from_value(saved["ops"].clone())?,
         faults: serde_json::from_value(saved["faults"].clone())?,
         runtime_spawns: serde_json::from_value(saved["runtime_spawns"].clone())?,
+        component_runtimes: serde_json::from_value(saved["component_runtimes"].clone()).unwrap_or_default(),
         counters: serde_json::from_value(saved["counters"].clone())?,
         periodic: serde_json::from_value(saved["periodic"].clone()).unwrap_or_default(),
         ..History::default()
     };
+    let backend = saved["backend"].as_str().unwrap_or("embedded");
+    let runtimes = saved["runtimes"].as_u64().unwrap_or(1);
     history.read_logs(&dir.join("attempts"))?;
     let report = checker::check(&history, options);
     for violation in &report.violations {
@@ -452,7 +541,7 @@ pub fn recheck(dir: &Path, options: &Options) -> anyhow::Result<i32> {
         history.ops.len()
     );
     println!(
-        "chaos: backend=embedded runtimes=1 kills={} invocations={} violations={} {}",
+        "chaos: backend={backend} runtimes={runtimes} kills={} invocations={} violations={} {}",
         report.kills,
         report.invocations,
         report.violations.len(),
@@ -461,15 +550,66 @@ pub fn recheck(dir: &Path, options: &Options) -> anyhow::Result<i32> {
     Ok(if report.violations.is_empty() { 0 } else { 1 })
 }
 
-/// Runs the chaos test; returns the process exit code.
+/// Starts the runtimes of a run: one embedded runtime named `kar` in the
+/// work dir, or, distributed, a private Redis and `config.runtimes`
+/// runtimes `kar-<i>` (work dirs `rt<i>`) forming one fresh mesh on the
+/// Kafka of `KAFKA_BROKERS`. Records each first spawn.
+fn start_runtimes(
+    config: &Config,
+    work: &Path,
+    spawns: &mut Vec<RuntimeSpawn>,
+) -> anyhow::Result<(Option<Redis>, Vec<NamedRuntime>)> {
+    if config.backend != "distributed" {
+        spawns.push(RuntimeSpawn::new(SINGLE_RUNTIME, now_us()));
+        return Ok((None, vec![(SINGLE_RUNTIME.to_owned(), Runtime::start(work)?)]));
+    }
+    let brokers = kafka_brokers()?;
+    let redis = Redis::start(&work.join("redis"))?;
+    let app = unique_app_name("chaos");
+    eprintln!("chaos: mesh {app} on Kafka {brokers}, Redis {}", redis.url());
+    let args = distributed_args(&brokers, &redis.url(), &app);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut runtimes = Vec::new();
+    for i in 0..config.runtimes {
+        let name = format!("kar-{i}");
+        let dir = work.join(format!("rt{i}"));
+        std::fs::create_dir_all(&dir)?;
+        spawns.push(RuntimeSpawn::new(&name, now_us()));
+        let runtime = Runtime::start_with(&dir, &args).map_err(|e| {
+            anyhow::anyhow!("runtime {name} did not start: {e:#}\nits log:\n{}", log_tail(&dir.join("kar-1.log"), 40))
+        })?;
+        runtimes.push((name, runtime));
+    }
+    Ok((Some(redis), runtimes))
+}
+
+/// Runs the chaos test; returns the process exit code. The work dir is kept
+/// when the run fails or finds a violation (or with `--keep`).
 pub async fn run(config: Config) -> anyhow::Result<i32> {
     let dir = tempfile::Builder::new().prefix("kar-chaos-").tempdir()?;
     let work = dir.path().to_path_buf();
+    match run_in(&config, &work).await {
+        Ok(code) => {
+            if code != 0 || config.keep {
+                let kept = dir.keep();
+                eprintln!("chaos: logs and history kept in {}", kept.display());
+            }
+            Ok(code)
+        }
+        Err(e) => {
+            let kept = dir.keep();
+            Err(e.context(format!("logs kept in {}", kept.display())))
+        }
+    }
+}
+
+async fn run_in(config: &Config, work: &Path) -> anyhow::Result<i32> {
     let log_dir = work.join("attempts");
     std::fs::create_dir_all(&log_dir)?;
     eprintln!(
-        "chaos: backend={} seed={} seconds={} clients={} components={} faults every {:?}..{:?}; work dir {}",
+        "chaos: backend={} runtimes={} seed={} seconds={} clients={} components={} faults every {:?}..{:?}; work dir {}",
         config.backend,
+        config.runtimes,
         config.seed,
         config.seconds,
         config.clients,
@@ -479,24 +619,33 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         work.display()
     );
 
-    let first_spawn = now_us();
-    let runtime = Runtime::start(&work)?;
-    let client = Client::connect_lazy(&runtime.addr())?;
-    let names: Vec<String> = (0..config.components).map(|i| format!("chaos-{}", (b'a' + i as u8) as char)).collect();
-    let mut cluster = Cluster {
-        runtime,
+    let mut spawns = Vec::new();
+    let (redis, runtimes) = start_runtimes(config, work, &mut spawns)?;
+    let clients =
+        runtimes.iter().map(|(_, runtime)| Client::connect_lazy(&runtime.addr())).collect::<Result<Vec<_>, _>>()?;
+    let mut processes = Processes {
+        runtimes,
         components: Vec::new(),
         log_dir: log_dir.clone(),
         faults: Vec::new(),
-        spawns: vec![first_spawn],
+        spawns,
+        component_runtimes: HashMap::new(),
         restart_failures: 0,
     };
-    for name in &names {
-        let component = cluster.start_component(name)?;
-        cluster.components.push((name.clone(), component));
+    // Components are spread over the runtimes: chaos-a on the first, chaos-b
+    // on the second, ...
+    for i in 0..config.components {
+        let name = format!("chaos-{}", (b'a' + i as u8) as char);
+        let runtime = i % processes.runtimes.len();
+        let component = processes.start_component(&name, runtime)?;
+        processes.components.push(ChaosComponent { name, runtime, component });
     }
-    wait_attached(&client, &names, Duration::from_secs(60)).await?;
-    let periodic = setup(&client).await?;
+    for (r, client) in clients.iter().enumerate() {
+        let names: Vec<String> =
+            processes.components.iter().filter(|c| c.runtime == r).map(|c| c.name.clone()).collect();
+        wait_attached(client, &names, Duration::from_secs(60)).await?;
+    }
+    let periodic = setup(&clients[0]).await?;
 
     let started = Instant::now();
     let run_for = Duration::from_secs(config.seconds);
@@ -514,27 +663,28 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
             let mut next = Instant::now() + Duration::from_millis(1500);
             while !stop.load(Ordering::SeqCst) {
                 if Instant::now() >= next {
-                    cluster.fault(&mut rng);
+                    processes.fault(&mut rng);
                     next = Instant::now() + Duration::from_millis(rng.range(min, max));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            cluster
+            processes
         })
     };
 
-    // The workload.
+    // The workload: task t enters the mesh through runtime t (mod their
+    // number), and repeats through the next ones.
     let ops: Arc<Mutex<Vec<ClientOp>>> = Arc::default();
     let mut tasks = Vec::new();
     for task in 0..config.clients {
-        let (client, stop, ops, retries) = (client.clone(), stop.clone(), ops.clone(), retries.clone());
+        let (clients, stop, ops, retries) = (clients.clone(), stop.clone(), ops.clone(), retries.clone());
         let mut rng = Rng::new(config.seed.wrapping_mul(1000).wrapping_add(task as u64 + 1));
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let op = choose(&mut rng, format!("o{task}x{n}"));
                 n += 1;
-                let done = issue(&client, op, give_up, &retries).await;
+                let done = issue(&clients, task, op, give_up, &retries).await;
                 ops.lock().unwrap().push(done);
                 tokio::time::sleep(Duration::from_millis(rng.range(0, 30))).await;
             }
@@ -544,7 +694,7 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     tokio::time::sleep(run_for).await;
     stop.store(true, Ordering::SeqCst);
     eprintln!("chaos: {}s up; stopping faults and new work, quiescing", config.seconds);
-    let cluster = tokio::task::spawn_blocking(move || faults.join())
+    let processes = tokio::task::spawn_blocking(move || faults.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the fault driver panicked"))?;
     for task in tasks {
@@ -562,13 +712,14 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     // Let anything that would wrongly run again show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // The final state of the counters.
+    // The final state of the counters (through the next runtime after a
+    // failure).
     let mut counters = Vec::new();
     for i in 0..COUNTERS {
         let id = format!("c{i}");
-        let state = client.state("ChaosCounter", &id);
         let mut last = None;
-        for _ in 0..20 {
+        for tries in 0..20 {
+            let state = clients[(i + tries) % clients.len()].state("ChaosCounter", &id);
             match state.get_all().await {
                 Ok(all) => {
                     last = Some(all);
@@ -591,19 +742,30 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     }
 
     // Stop everything, then read the history.
-    let Cluster { runtime, components, faults, spawns, restart_failures, .. } = cluster;
+    let Processes { runtimes, components, faults, spawns, component_runtimes, restart_failures, .. } = processes;
     drop(components);
-    drop(runtime);
-    let mut history =
-        History { ops: issued_ops, faults, runtime_spawns: spawns, counters, periodic, ..History::default() };
+    drop(runtimes);
+    drop(redis);
+    let mut history = History {
+        ops: issued_ops,
+        faults,
+        runtime_spawns: spawns,
+        component_runtimes,
+        counters,
+        periodic,
+        ..History::default()
+    };
     history.read_logs(&log_dir)?;
     std::fs::write(
         work.join("history.json"),
         serde_json::to_vec_pretty(&json!({
             "seed": config.seed,
+            "backend": config.backend,
+            "runtimes": config.runtimes,
             "ops": history.ops,
             "faults": history.faults,
             "runtime_spawns": history.runtime_spawns,
+            "component_runtimes": history.component_runtimes,
             "counters": history.counters,
             "periodic": history.periodic,
         }))?,
@@ -649,13 +811,10 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         println!("chaos: the workload did not run");
     }
     let clean = ran && report.violations.is_empty();
-    if !clean || config.keep {
-        let kept = dir.keep();
-        eprintln!("chaos: logs and history kept in {}", kept.display());
-    }
     println!(
-        "chaos: backend={} runtimes=1 kills={} invocations={} violations={} {}",
+        "chaos: backend={} runtimes={} kills={} invocations={} violations={} {}",
         config.backend,
+        config.runtimes,
         report.kills,
         report.invocations,
         report.violations.len(),

@@ -169,7 +169,8 @@ pub enum FaultKind {
 pub struct Fault {
     /// What was killed.
     pub kind: FaultKind,
-    /// Its name (`kar`, or the component's name).
+    /// Its name (the runtime's — `kar`, or `kar-<i>` in a mesh — or the
+    /// component's).
     pub name: String,
     /// Its process id.
     pub pid: u32,
@@ -181,6 +182,26 @@ pub struct Fault {
     pub restarted: Option<Micros>,
     /// The replacement's process id.
     pub new_pid: Option<u32>,
+}
+
+/// The name of the one runtime of a single-runtime (embedded) run, and the
+/// runtime of any component process a history does not place.
+pub const SINGLE_RUNTIME: &str = "kar";
+
+/// One start of a runtime process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeSpawn {
+    /// Which runtime (`kar` in a single-runtime run, `kar-<i>` in a mesh).
+    pub runtime: String,
+    /// When it was spawned.
+    pub at: Micros,
+}
+
+impl RuntimeSpawn {
+    /// A spawn of `runtime` at `at`.
+    pub fn new(runtime: &str, at: Micros) -> RuntimeSpawn {
+        RuntimeSpawn { runtime: runtime.to_owned(), at }
+    }
 }
 
 /// The final state of one counter actor.
@@ -223,8 +244,11 @@ pub struct History {
     pub ops: Vec<ClientOp>,
     /// Every kill.
     pub faults: Vec<Fault>,
-    /// When each runtime process was spawned (the first start included).
-    pub runtime_spawns: Vec<Micros>,
+    /// When each runtime process was spawned (the first starts included).
+    pub runtime_spawns: Vec<RuntimeSpawn>,
+    /// The runtime each component process was attached to, by process id
+    /// (empty in a single-runtime run: every component is on [`SINGLE_RUNTIME`]).
+    pub component_runtimes: HashMap<u32, String>,
     /// The final state of the counters.
     pub counters: Vec<CounterState>,
     /// The periodic reminders.
