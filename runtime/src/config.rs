@@ -53,6 +53,16 @@ pub struct Config {
     pub service: Option<String>,
 }
 
+/// Checks an application name: it prefixes Kafka topics (`kar.<app>.…`) and
+/// Redis keys (`kar:<app>:…`), so it is limited to ASCII letters, digits,
+/// `_` and `-` (a `.` would make one app's topics look like another's).
+pub fn check_app_name(app: &str) -> Result<(), String> {
+    if app.is_empty() || app.len() > 100 || !app.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+        return Err(format!("invalid app name {app:?}: use 1 to 100 ASCII letters, digits, '_' or '-'"));
+    }
+    Ok(())
+}
+
 /// A list given as a list or as one comma-separated string.
 fn comma_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]

@@ -1,11 +1,13 @@
 //! `kar purge`: deletes everything an application of the distributed
-//! deployment keeps in Kafka and Redis — every topic named `kar.<app>.*` and
-//! every key matching `kar:<app>:*` — so the app can start from nothing.
+//! deployment keeps in Kafka and Redis — every topic named `kar.<app>.*`,
+//! every consumer group whose id starts with `kar.<app>.` and every key
+//! matching `kar:<app>:*` — so the app can start from nothing.
 //! Without `--yes` it is a dry run: it lists what it would delete and
 //! deletes nothing.
 //!
 //! It talks to Kafka and Redis directly, not to a runtime; stop the app's
-//! runtimes first, or they write again what was deleted.
+//! runtimes first, or they write again what was deleted (and a consumer
+//! group with members cannot be deleted).
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
@@ -23,6 +25,9 @@ use std::time::Duration;
 /// How many keys one `SCAN` step asks for, and so at most how many one
 /// `UNLINK` deletes.
 const SCAN_BATCH: usize = 1000;
+/// How long to wait before deleting again a consumer group that still had
+/// members (one whose consumers closed a moment ago may not be empty yet).
+const GROUP_RETRY: Duration = Duration::from_millis(500);
 
 /// Arguments of `kar purge`.
 #[derive(Debug, Clone, Args)]
@@ -52,6 +57,8 @@ pub struct PurgeArgs {
 pub enum Found<'a> {
     /// A Kafka topic.
     Topic(&'a str),
+    /// A Kafka consumer group.
+    Group(&'a str),
     /// A Redis key (keys may hold any bytes).
     Key(&'a [u8]),
 }
@@ -61,6 +68,8 @@ pub enum Found<'a> {
 pub struct Purged {
     /// The topics, sorted.
     pub topics: Vec<String>,
+    /// The consumer groups, sorted.
+    pub groups: Vec<String>,
     /// How many keys.
     pub keys: u64,
 }
@@ -72,33 +81,33 @@ pub async fn run(args: PurgeArgs) -> anyhow::Result<ExitCode> {
         if dry_run {
             match found {
                 Found::Topic(topic) => println!("topic {topic}"),
+                Found::Group(group) => println!("group {group}"),
                 Found::Key(key) => println!("key {}", String::from_utf8_lossy(key).escape_debug()),
             }
         }
     })
     .await?;
-    let Purged { topics, keys } = purged;
+    let Purged { topics, groups, keys } = purged;
     let app = &args.app;
+    let (topics, groups) = (topics.len(), groups.len());
     if dry_run {
         println!(
-            "purge: app={app} topics={} keys={keys} (dry run: nothing deleted; add --yes to delete)",
-            topics.len()
+            "purge: app={app} topics={topics} groups={groups} keys={keys} (dry run: nothing deleted; add --yes to delete)"
         );
     } else {
-        println!("purge: app={app} topics={} keys={keys}", topics.len());
+        println!("purge: app={app} topics={topics} groups={groups} keys={keys}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Finds the application's topics and keys, tells each to `found` (topics
-/// first), and deletes them unless `args.yes` is false. Both sides are
+/// Finds the application's topics, consumer groups and keys, tells each to
+/// `found` (in that order), and deletes them unless `args.yes` is false.
+/// Both sides are
 /// reached before anything is deleted, so an unreachable one fails the purge
 /// without a half-done result.
 pub async fn purge(args: &PurgeArgs, mut found: impl FnMut(Found<'_>)) -> anyhow::Result<Purged> {
     let app = args.app.as_str();
-    if app.is_empty() || app.contains(':') {
-        bail!("invalid app name {app:?}: it must be non-empty and without ':'");
-    }
+    crate::config::check_app_name(app).map_err(|e| anyhow::anyhow!(e))?;
     if args.kafka_brokers.is_none() && args.redis_url.is_none() {
         bail!("nothing to purge: give --kafka-brokers, --redis-url or both");
     }
@@ -117,9 +126,14 @@ pub async fn purge(args: &PurgeArgs, mut found: impl FnMut(Found<'_>)) -> anyhow
         purged.topics = app_topics(&admin, app, args.timeout)
             .await
             .map_err(|e| anyhow!("cannot list the topics of Kafka at {brokers}: {e}"))?;
+        purged.groups = app_groups(&admin, app, args.timeout)
+            .await
+            .map_err(|e| anyhow!("cannot list the consumer groups of Kafka at {brokers}: {e}"))?;
         purged.topics.iter().for_each(|topic| found(Found::Topic(topic)));
+        purged.groups.iter().for_each(|group| found(Found::Group(group)));
         if args.yes {
             delete_topics(&admin, &purged.topics, args.timeout).await?;
+            delete_groups(&admin, &purged.groups, args.timeout).await?;
         }
     }
     if let Some(conn) = &mut redis {
@@ -189,6 +203,83 @@ async fn delete_topics(
     Ok(())
 }
 
+/// The consumer groups whose id starts with `kar.<app>.`, sorted.
+async fn app_groups(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    app: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let prefix = format!("kar.{app}.");
+    let admin = admin.clone();
+    // `fetch_group_list` blocks its thread until every broker has answered.
+    let mut groups = tokio::task::spawn_blocking(move || {
+        let list = admin.inner().fetch_group_list(None, timeout)?;
+        Ok::<_, KafkaError>(
+            list.groups()
+                .iter()
+                .filter(|g| g.name().starts_with(&prefix) && g.state() != "Dead")
+                .map(|g| g.name().to_owned())
+                .collect::<Vec<String>>(),
+        )
+    })
+    .await?
+    .map_err(kafka_error)?;
+    groups.sort_unstable();
+    groups.dedup();
+    Ok(groups)
+}
+
+/// Deletes `groups`; one already gone counts as deleted. A group that still
+/// has members (its consumers may have left a moment ago) or whose
+/// coordinator is not ready is tried again every [`GROUP_RETRY`] until
+/// `timeout` has passed.
+async fn delete_groups(
+    admin: &AdminClient<DefaultClientContext>,
+    groups: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let options = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pending = groups.to_vec();
+    while !pending.is_empty() {
+        let names: Vec<&str> = pending.iter().map(String::as_str).collect();
+        let results = admin
+            .delete_groups(&names, &options)
+            .await
+            .map_err(|e| anyhow!("cannot delete Kafka consumer groups: {}", kafka_error(e)))?;
+        let mut again = Vec::new();
+        let mut failures = Vec::new();
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((
+                    group,
+                    code @ (RDKafkaErrorCode::NonEmptyGroup
+                    | RDKafkaErrorCode::CoordinatorLoadInProgress
+                    | RDKafkaErrorCode::CoordinatorNotAvailable
+                    | RDKafkaErrorCode::NotCoordinator),
+                )) => again.push((group, code)),
+                Err((group, code)) => failures.push(format!("{group}: {code}")),
+            }
+        }
+        if !failures.is_empty() {
+            bail!("could not delete Kafka consumer groups: {}", failures.join(", "));
+        }
+        if !again.is_empty() && tokio::time::Instant::now() + GROUP_RETRY > deadline {
+            let left: Vec<String> = again.iter().map(|(group, code)| format!("{group}: {code}")).collect();
+            bail!(
+                "could not delete Kafka consumer groups (a group with members needs its runtimes stopped): {}",
+                left.join(", ")
+            );
+        }
+        pending = again.into_iter().map(|(group, _)| group).collect();
+        if !pending.is_empty() {
+            tokio::time::sleep(GROUP_RETRY).await;
+        }
+    }
+    Ok(())
+}
+
 /// A Kafka error as librdkafka describes it ("Local: Broker transport
 /// failure"), without rdkafka's wrapping that repeats the code.
 fn kafka_error(e: KafkaError) -> anyhow::Error {
@@ -207,7 +298,9 @@ async fn purge_keys(
     delete: bool,
     found: &mut impl FnMut(Found<'_>),
 ) -> anyhow::Result<u64> {
-    let pattern = format!("kar:{}:*", glob_escape(app));
+    // App names are letters, digits, `_` and `-` (`check_app_name`): no glob
+    // characters to escape.
+    let pattern = format!("kar:{app}:*");
     let mut cursor: u64 = 0;
     let mut count = 0;
     loop {
@@ -234,19 +327,6 @@ async fn purge_keys(
     }
 }
 
-/// `text` with the glob characters of Redis `MATCH` patterns escaped, so it
-/// matches only itself.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +336,8 @@ mod tests {
     use crate::store::{Entry, RedisStateStore, StateStore};
     use bytes::Bytes;
     use rdkafka::admin::{NewTopic, TopicReplication};
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
     use std::time::Instant;
 
     const TIMEOUT: Duration = Duration::from_secs(30);
@@ -302,6 +384,36 @@ mod tests {
         keys
     }
 
+    /// Makes `group` a consumer group the broker keeps: a consumer joins it
+    /// by subscribing to `topic`, commits an offset and leaves.
+    async fn create_group(brokers: &str, group: &str, topic: &str) {
+        let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+        // The consumer blocks its thread, closing it too.
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .expect("consumer");
+            consumer.subscribe(&[&topic]).expect("subscribe");
+            let deadline = Instant::now() + TIMEOUT;
+            while consumer.assignment().expect("assignment").count() == 0 {
+                assert!(Instant::now() < deadline, "{group} was never assigned {topic}");
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+            let mut offsets = TopicPartitionList::new();
+            offsets.add_partition_offset(&topic, 0, Offset::Offset(0)).expect("offset");
+            consumer.commit(&offsets, CommitMode::Sync).expect("commit");
+        })
+        .await
+        .expect("consumer thread");
+    }
+
+    async fn groups(admin: &Arc<AdminClient<DefaultClientContext>>, app: &str) -> Vec<String> {
+        app_groups(admin, app, TIMEOUT).await.expect("groups")
+    }
+
     /// Topic deletion completes in the background; waits until the app has
     /// no topic left.
     async fn wait_for_no_topics(admin: &Arc<AdminClient<DefaultClientContext>>, app: &str) {
@@ -328,6 +440,10 @@ mod tests {
         let ours = vec![format!("kar.{app}.log.a"), format!("kar.{app}.actor.Slow.3")];
         let theirs = vec![format!("kar.{other}.log.a")];
         create_topics(&admin, &[ours.clone(), theirs.clone()].concat()).await;
+        let our_group = format!("kar.{app}.g");
+        let their_group = format!("kar.{other}.g");
+        create_group(&broker.brokers, &our_group, &ours[0]).await;
+        create_group(&broker.brokers, &their_group, &theirs[0]).await;
         fill_store(&redis.url(), &app).await;
         let survivor = fill_store(&redis.url(), &other).await;
         let our_keys = keys(&redis.url(), &format!("kar:{app}:*")).await;
@@ -337,6 +453,7 @@ mod tests {
         let dry = purge(&args(&app, Some(&broker.brokers), Some(&redis.url()), false), |found| {
             seen.push(match found {
                 Found::Topic(topic) => format!("topic {topic}"),
+                Found::Group(group) => format!("group {group}"),
                 Found::Key(key) => format!("key {}", String::from_utf8_lossy(key)),
             })
         })
@@ -344,18 +461,28 @@ mod tests {
         .expect("dry run");
         let mut sorted_ours = ours.clone();
         sorted_ours.sort_unstable();
-        assert_eq!(dry, Purged { topics: sorted_ours.clone(), keys: our_keys.len() as u64 });
-        assert_eq!(seen.len(), ours.len() + our_keys.len(), "the dry run lists each topic and key: {seen:?}");
+        let expected =
+            Purged { topics: sorted_ours.clone(), groups: vec![our_group.clone()], keys: our_keys.len() as u64 };
+        assert_eq!(dry, expected);
+        assert_eq!(
+            seen.len(),
+            ours.len() + 1 + our_keys.len(),
+            "the dry run lists each topic, group and key: {seen:?}"
+        );
         assert!(seen[..2].iter().all(|line| line.starts_with("topic ")), "topics first: {seen:?}");
+        assert_eq!(seen[2], format!("group {our_group}"), "then groups: {seen:?}");
         assert_eq!(keys(&redis.url(), &format!("kar:{app}:*")).await, our_keys, "a dry run deletes nothing");
         assert_eq!(app_topics(&admin, &app, TIMEOUT).await.expect("topics"), sorted_ours);
+        assert_eq!(groups(&admin, &app).await, vec![our_group.clone()], "a dry run deletes no group");
 
         let done = purge(&args(&app, Some(&broker.brokers), Some(&redis.url()), true), |_| {}).await.expect("purge");
         assert_eq!(done, dry);
         assert!(keys(&redis.url(), &format!("kar:{app}:*")).await.is_empty());
+        assert!(groups(&admin, &app).await.is_empty(), "the app's group is deleted");
         wait_for_no_topics(&admin, &app).await;
 
         assert_eq!(app_topics(&admin, &other, TIMEOUT).await.expect("topics"), theirs, "the other app's topics stay");
+        assert_eq!(groups(&admin, &other).await, vec![their_group], "the other app's group stays");
         assert_eq!(
             survivor.get(&ActorId::new("Cart", "1"), "items", "k").await.expect("get"),
             Some(Bytes::from_static(b"v")),
@@ -365,25 +492,9 @@ mod tests {
 
         let again = purge(&args(&app, Some(&broker.brokers), Some(&redis.url()), true), |_| {}).await.expect("again");
         assert_eq!(again, Purged::default(), "purging twice finds nothing");
-        purge(&args(&other, Some(&broker.brokers), None, true), |_| {}).await.expect("clean up the other app's topics");
+        purge(&args(&other, Some(&broker.brokers), None, true), |_| {}).await.expect("clean up the other app");
         wait_for_no_topics(&admin, &other).await;
-    }
-
-    #[tokio::test]
-    async fn glob_characters_in_the_app_name_match_only_themselves() {
-        let redis = RedisTestServer::start();
-        for app in ["a*", "a?", "a[b]", "a\\", "ab", "ac"] {
-            fill_store(&redis.url(), app).await;
-        }
-        let mut deleted = Vec::new();
-        for app in ["a*", "a?", "a[b]", "a\\"] {
-            let purged = purge(&args(app, None, Some(&redis.url()), true), |_| {}).await.expect("purge");
-            deleted.push(purged.keys);
-        }
-        assert!(deleted.iter().all(|&n| n == deleted[0] && n > 0), "each app had the same keys: {deleted:?}");
-        let left: Vec<String> = keys(&redis.url(), "*").await;
-        assert!(left.iter().all(|k| k.starts_with("kar:ab:") || k.starts_with("kar:ac:")), "{left:?}");
-        assert_eq!(left.len() as u64, 2 * deleted[0]);
+        assert!(groups(&admin, &other).await.is_empty());
     }
 
     #[tokio::test]
@@ -392,6 +503,12 @@ mod tests {
             |args: PurgeArgs| async move { format!("{:#}", purge(&args, |_| {}).await.expect_err("must fail")) };
         assert!(error(args("", None, Some("redis://127.0.0.1:1"), true)).await.contains("invalid app name"));
         assert!(error(args("a:b", None, Some("redis://127.0.0.1:1"), true)).await.contains("invalid app name"));
+        for app in ["a.b", "a*", "a b"] {
+            assert!(
+                error(args(app, None, Some("redis://127.0.0.1:1"), true)).await.contains("invalid app name"),
+                "{app}"
+            );
+        }
         assert!(error(args("a", None, None, true)).await.contains("nothing to purge"));
         assert!(error(args("a", None, Some("not a url"), true)).await.contains("invalid Redis URL"));
         let unreachable =

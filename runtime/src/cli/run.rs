@@ -121,6 +121,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     init_tracing(&config.log)?;
     let legacy = legacy_options(&config)?;
+    crate::config::check_app_name(&config.app).map_err(|e| anyhow::anyhow!(e))?;
     let options = EngineOptions {
         actor_idle_timeout: config.actor_idle_timeout,
         outcome_retention: config.outcome_retention,

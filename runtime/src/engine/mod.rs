@@ -258,6 +258,8 @@ struct Entry {
     waiters: Vec<oneshot::Sender<Outcome>>,
     /// Whether the request's record is durable yet.
     journal: Journal,
+    /// The component of the latest attempt.
+    component: Option<String>,
 }
 
 /// The durability of a request's record.
@@ -397,6 +399,7 @@ impl Engine {
                         status: Status::Pending,
                         waiters: vec![],
                         journal: Journal::Durable,
+                        component: None,
                     },
                 );
                 self.schedule(&mut state, &id);
@@ -426,15 +429,23 @@ impl Engine {
         }
         let deadline = Instant::now() + grace;
         loop {
-            let busy = self
+            let busy: HashSet<String> = self
                 .lock()
                 .requests
                 .values()
-                .filter(|e| e.partition == partition && e.status != Status::Pending)
-                .count();
-            if busy == 0 || Instant::now() >= deadline {
-                if busy > 0 {
-                    tracing::warn!(partition, busy, "releasing a partition with attempts still running");
+                .filter(|e| e.partition == partition && e.status != Status::Pending && !self.is_proxy(e))
+                .filter_map(|e| e.component.clone())
+                .collect();
+            if busy.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                // The next owner must not start an attempt that may still
+                // run here (G2): end the streams of the components running
+                // them, which abandon their attempts and attach again.
+                tracing::warn!(partition, components = ?busy, "attempts outlived the release grace; detaching their components");
+                for component in &busy {
+                    self.detach(component);
                 }
                 break;
             }
@@ -774,6 +785,7 @@ impl Engine {
                     status: Status::Pending,
                     waiters: if waits_for_outcome { vec![waiter] } else { vec![] },
                     journal: Journal::Writing(vec![journaled]),
+                    component: None,
                 };
                 state.requests.insert(id.clone(), entry);
                 if kind != RequestKind::Tell {
@@ -1065,6 +1077,7 @@ impl Engine {
         };
         entry.attempt += 1;
         entry.status = Status::Running;
+        entry.component = Some(component.clone());
         let delivery = Delivery {
             delivery_id: self.shared.next_delivery.fetch_add(1, Ordering::Relaxed),
             kind: match request.target {
@@ -1547,11 +1560,13 @@ enum Step {
 /// calls) whose attempt is running here. A request forwarded to this
 /// partition as a proxied step carries the suffixed id as its own id.
 fn running_invocation<'a>(state: &'a State, invocation_id: &str) -> Option<&'a Entry> {
-    if let Some(entry) = state.requests.get(invocation_id).filter(|e| e.request.step == 0) {
-        return Some(entry).filter(|e| e.status == Status::Running);
-    }
-    let (request, step) = split_invocation_id(invocation_id);
-    state.requests.get(request).filter(|e| e.status == Status::Running && e.request.step == step)
+    // `<base>~<k>` is step k of request `<base>`, or step k - j of the step
+    // forwarded here as request `<base>~<j>`.
+    let (base, k) = split_invocation_id(invocation_id);
+    (0..=k).rev().find_map(|j| {
+        let id = if j == 0 { base.to_owned() } else { format!("{base}~{j}") };
+        state.requests.get(&id).filter(|e| e.status == Status::Running && e.request.step == k - j)
+    })
 }
 
 /// Picks a component that matches, spreading load round robin.

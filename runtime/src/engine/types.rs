@@ -112,9 +112,16 @@ pub struct Request {
 impl Request {
     /// The id the handler of this step sees (and puts in `kar-caller-id`):
     /// the request id, suffixed with `~<step>` after a tail call, so that the
-    /// calls of different steps get different deterministic ids.
+    /// calls of different steps get different deterministic ids. A step
+    /// forwarded to another partition travels as a request of its own whose
+    /// id is that step's invocation id (`<id>~<n>`); its later steps count on
+    /// from `n`, so every step of a chain is `<id>~<step>` wherever it runs.
     pub fn invocation_id(&self) -> String {
-        if self.step == 0 { self.id.clone() } else { format!("{}~{}", self.id, self.step) }
+        if self.step == 0 {
+            return self.id.clone();
+        }
+        let (base, first) = split_invocation_id(&self.id);
+        format!("{base}~{}", first + self.step)
     }
 }
 

@@ -188,7 +188,8 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {
     postcard::from_bytes(bytes).map_err(|e| storage("decode", e))
 }
 
-fn valid_topic_part(part: &str) -> bool {
+/// Whether `part` may be used in a Kafka topic name made by this crate.
+pub(crate) fn valid_topic_part(part: &str) -> bool {
     !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 

@@ -381,7 +381,8 @@ impl Mesh {
         let topic = self.inbox_topic(group);
         self.ensure_topic(&topic, self.inner.config.partitions as i32, false).await?;
         let session = self.inner.config.session_timeout.as_millis().max(6000);
-        let context = GroupContext { mesh: Arc::downgrade(&self.inner), group: group.to_owned() };
+        let context =
+            GroupContext { mesh: Arc::downgrade(&self.inner), group: group.to_owned(), offsets: Arc::default() };
         let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.inner.config.brokers)
             .set("group.id", self.topic(group))
@@ -415,23 +416,26 @@ impl Mesh {
         Ok(Member { stop, thread: Some(thread) })
     }
 
-    /// Accepts a forwarded record and stores its offset once it is durable,
-    /// retrying while the partition is still owned here.
-    async fn accept(&self, forward: Forward) -> bool {
+    /// Accepts a forwarded record into `partition`'s journal, retrying while
+    /// the partition is still owned here; false if it moved away first (the
+    /// next owner reads the record again).
+    async fn accept(&self, partition: &str, forward: Forward) -> bool {
         let Some(engine) = self.inner.engine.get() else { return false };
-        let mut delay = Duration::from_millis(50);
-        for _ in 0..8 {
+        let mut delay = Duration::from_millis(20);
+        loop {
             match engine.accept(forward.request.clone(), forward.reply_to.clone()).await {
                 Ok(()) => return true,
-                Err(Error::Unavailable(message)) if message.contains("not owned") => return false,
                 Err(e) => {
-                    tracing::warn!(request = %forward.request.id, error = %e, "cannot accept a forwarded request");
+                    let owned = self.inner.owned.lock().unwrap_or_else(|e| e.into_inner()).contains(partition);
+                    if !owned || self.inner.stopping.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    tracing::debug!(request = %forward.request.id, error = %e, "cannot accept a forwarded request yet");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    delay = (delay * 2).min(Duration::from_secs(1));
                 }
             }
         }
-        false
     }
 }
 
@@ -475,7 +479,7 @@ struct Offsets {
 /// Polls a group's consumer until told to stop, then closes it (dropping it
 /// serves the final revocation).
 fn poll_group(mesh: Weak<Inner>, consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>) {
-    let offsets: Arc<Mutex<HashMap<i32, Offsets>>> = Arc::default();
+    let offsets = consumer.context().offsets.clone();
     while !stop.load(Ordering::SeqCst) {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
         let message = match message {
@@ -488,6 +492,7 @@ fn poll_group(mesh: Weak<Inner>, consumer: Arc<BaseConsumer<GroupContext>>, stop
         let Some(inner) = mesh.upgrade() else { return };
         let mesh = Mesh { inner };
         let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
+        let name = format!("{}.{partition}", consumer.context().group);
         let Some(forward) = message.payload().and_then(|p| postcard::from_bytes::<Forward>(p).ok()) else {
             tracing::warn!(%topic, partition, offset, "skipping an undecodable record");
             continue;
@@ -498,17 +503,25 @@ fn poll_group(mesh: Weak<Inner>, consumer: Arc<BaseConsumer<GroupContext>>, stop
         let consumer = Arc::downgrade(&consumer);
         let offsets = offsets.clone();
         mesh.inner.handle.clone().spawn(async move {
-            let accepted = mesh.accept(forward).await;
+            let accepted = mesh.accept(&name, forward).await;
             let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
             let state = offsets.entry(partition).or_default();
-            state.in_flight.remove(&offset);
             if !accepted {
+                // Left in flight: no later offset is stored past it, so the
+                // partition's next owner reads it again.
                 return;
             }
+            state.in_flight.remove(&offset);
             state.next = state.next.max(offset + 1);
             let position = state.in_flight.first().copied().unwrap_or(state.next);
             let Some(consumer) = consumer.upgrade() else { return };
-            if let Err(e) = consumer.store_offset(&topic, partition, position) {
+            // `store_offsets` takes the position to resume from as is
+            // (`store_offset` would add one to it).
+            let mut list = TopicPartitionList::new();
+            let stored = list
+                .add_partition_offset(&topic, partition, Offset::Offset(position))
+                .and_then(|()| consumer.store_offsets(&list));
+            if let Err(e) = stored {
                 tracing::debug!(error = %e, "cannot store an inbox offset");
             }
         });
@@ -520,6 +533,8 @@ fn poll_group(mesh: Weak<Inner>, consumer: Arc<BaseConsumer<GroupContext>>, stop
 struct GroupContext {
     mesh: Weak<Inner>,
     group: String,
+    /// The records being accepted, per inbox partition of this ownership.
+    offsets: Arc<Mutex<HashMap<i32, Offsets>>>,
 }
 
 impl ClientContext for GroupContext {}
@@ -533,6 +548,11 @@ impl GroupContext {
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(list) = rebalance else { return };
+        let mut offsets = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        for element in list.elements() {
+            offsets.remove(&element.partition());
+        }
+        drop(offsets);
         let Some(inner) = self.mesh.upgrade() else { return };
         let Some(engine) = inner.engine.get().cloned() else { return };
         let partitions = self.partitions(list);
@@ -546,6 +566,11 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(list) = rebalance else { return };
+        let mut offsets = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        for element in list.elements() {
+            offsets.insert(element.partition(), Offsets::default());
+        }
+        drop(offsets);
         let Some(inner) = self.mesh.upgrade() else { return };
         let Some(engine) = inner.engine.get().cloned() else { return };
         let partitions = self.partitions(list);
@@ -554,25 +579,38 @@ impl ConsumerContext for GroupContext {
         }
         tracing::info!(group = %self.group, ?partitions, "partitions assigned");
         let config = inner.config.clone();
-        let adopted = inner.handle.block_on(futures::future::join_all(partitions.iter().map(|p| {
+        // Nothing of the partition is read before it is adopted: this blocks
+        // the group's polling, and retries until it succeeds (a runtime that
+        // cannot recover a partition must not serve it, and Kafka moves it
+        // away if this takes longer than the poll interval).
+        inner.handle.block_on(futures::future::join_all(partitions.iter().map(|p| {
             let engine = engine.clone();
             let config = config.clone();
+            let inner = inner.clone();
             async move {
-                let log = KafkaLog::new(&config.brokers, &config.app, p)
-                    .map_err(Error::from)?
-                    .with_replication_factor(config.replication_factor);
-                engine.adopt(p, Arc::new(log)).await
+                let mut delay = Duration::from_millis(100);
+                loop {
+                    let log = KafkaLog::new(&config.brokers, &config.app, p)
+                        .map(|log| log.with_replication_factor(config.replication_factor));
+                    let result = match log {
+                        Ok(log) => engine.adopt(p, Arc::new(log)).await,
+                        Err(e) => Err(Error::from(e)),
+                    };
+                    match result {
+                        Ok(_) => {
+                            inner.owned.lock().unwrap_or_else(|e| e.into_inner()).insert(p.clone());
+                            return;
+                        }
+                        Err(e) if !inner.stopping.load(Ordering::Relaxed) => {
+                            tracing::error!(partition = %p, error = %e, "cannot adopt a partition; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                        Err(_) => return,
+                    }
+                }
             }
         })));
-        let mut owned = inner.owned.lock().unwrap_or_else(|e| e.into_inner());
-        for (p, result) in partitions.iter().zip(adopted) {
-            match result {
-                Ok(_) => {
-                    owned.insert(p.clone());
-                }
-                Err(e) => tracing::error!(partition = %p, error = %e, "cannot adopt a partition"),
-            }
-        }
     }
 }
 

@@ -5,6 +5,9 @@
 //! The topic `T` of the application `A` is the Kafka topic `kar.A.topic.T`,
 //! created by [`Topics::create`] with the requested number of partitions (and
 //! a configurable replication factor) and removed by [`Topics::delete`].
+//! The broker answers a create before its metadata describes the new topic,
+//! so `create` then asks the metadata until partition 0 has a leader (for at
+//! most 10 s, else it fails): once it returns, the topic is usable.
 //! The contract gives a topic one total order with offsets 0, 1, 2, …, so
 //! every event goes to **partition 0** and an event's offset is its Kafka
 //! offset there; the other partitions stay empty until the trait learns about
@@ -39,7 +42,10 @@
 //! second, and whenever a client reports the topic unknown. A "no" is asked
 //! once more 250 ms later before it becomes [`Error::NoSuchTopic`], as a
 //! broker may not know yet of a topic created a moment ago (and the engine
-//! drops the subscriptions of a topic that does not exist). An event queued
+//! drops the subscriptions of a topic that does not exist). A client may
+//! still hold metadata from before a topic was created; when a read or an
+//! end offset hears "unknown" of a topic the metadata says exists, it tries
+//! again for up to 10 s rather than failing. An event queued
 //! just before its topic was deleted elsewhere fails after the producer's
 //! `topic.metadata.propagation.max.ms` (5 s). Topics are never created
 //! implicitly (`allow.auto.create.topics=false`).
@@ -79,6 +85,12 @@ const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
 const VERIFY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long to wait before asking again whether a missing topic exists.
 const CONFIRM_DELAY: Duration = Duration::from_millis(250);
+/// How long [`Topics::create`] waits for a new topic to become usable, and
+/// how long a read or an end offset keeps trying a topic that exists but is
+/// not yet known to the client asking.
+const USABLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often to look again while waiting for a topic to become usable.
+const USABLE_POLL: Duration = Duration::from_millis(50);
 /// How long a publish may wait for room in a full producer queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most idle consumers kept per topic.
@@ -133,9 +145,7 @@ fn storage(context: &str, e: impl std::fmt::Display) -> Error {
     Error::Storage(format!("kafka topics: {context}: {e}"))
 }
 
-fn valid_topic_part(part: &str) -> bool {
-    !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
+use crate::log::kafka::valid_topic_part;
 
 fn is_unknown_topic(code: Option<RDKafkaErrorCode>) -> bool {
     matches!(
@@ -259,6 +269,32 @@ impl KafkaTopics {
         .map_err(|e| storage("metadata", e))?
     }
 
+    /// Waits until the metadata describes partition 0 of the topic with a
+    /// leader and no error, for at most [`USABLE_TIMEOUT`].
+    async fn wait_usable(&self, kafka_topic: &str) -> Result<()> {
+        let deadline = Instant::now() + USABLE_TIMEOUT;
+        loop {
+            let metadata = self.inner.metadata.clone();
+            let name = kafka_topic.to_owned();
+            let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
+            let state = tokio::task::spawn_blocking(move || partition_state(&metadata, &name, wait))
+                .await
+                .map_err(|e| storage("metadata", e))?;
+            let why = match state {
+                Ok(None) => return Ok(()),
+                Ok(Some(why)) => why,
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(storage(
+                    &format!("create {kafka_topic}"),
+                    format!("not usable within {USABLE_TIMEOUT:?}: {why}"),
+                ));
+            }
+            tokio::time::sleep(USABLE_POLL).await;
+        }
+    }
+
     /// Forgets the topic and drops its consumers, after a delete.
     async fn forget(&self, kafka_topic: &str) {
         self.set_known(kafka_topic, false);
@@ -341,26 +377,39 @@ impl KafkaTopics {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let reader = match self.take_reader(&kafka_topic, from) {
+        let mut reader = match self.take_reader(&kafka_topic, from) {
             Some(reader) => reader,
             None => self.new_reader()?,
         };
-        let name = kafka_topic.clone();
-        let (reader, end) = tokio::task::spawn_blocking(move || {
-            let mut reader = reader;
-            let end = read_partition(&mut reader, &name, from, max);
-            (reader, end)
-        })
-        .await
-        .map_err(|e| storage("read", e))?;
-        let (events, reusable) = match end {
-            Ok(ReadEnd::Events { events, reusable }) => (Ok(events), reusable),
-            Ok(ReadEnd::Unknown) => {
-                // Deleted behind our back, or too new for this broker yet.
-                let result = if self.look_up(&kafka_topic).await? { Ok(Vec::new()) } else { Err(missing()) };
-                (result, false)
+        let deadline = Instant::now() + USABLE_TIMEOUT;
+        let (events, reusable) = loop {
+            let name = kafka_topic.clone();
+            let (used, end) = tokio::task::spawn_blocking(move || {
+                let mut reader = reader;
+                let end = read_partition(&mut reader, &name, from, max);
+                (reader, end)
+            })
+            .await
+            .map_err(|e| storage("read", e))?;
+            reader = used;
+            match end {
+                Ok(ReadEnd::Events { events, reusable }) => break (Ok(events), reusable),
+                Err(e) => break (Err(e), false),
+                // Deleted behind our back, or too new for this consumer's
+                // metadata yet.
+                Ok(ReadEnd::Unknown) if !self.look_up(&kafka_topic).await? => break (Err(missing()), false),
+                Ok(ReadEnd::Unknown) if Instant::now() >= deadline => {
+                    tracing::debug!(topic = %kafka_topic, "a consumer still finds an existing topic unknown");
+                    break (Ok(Vec::new()), false);
+                }
+                Ok(ReadEnd::Unknown) => {
+                    // It exists: try again with a consumer that has not
+                    // cached the topic as unknown.
+                    let stale = std::mem::replace(&mut reader, self.new_reader()?);
+                    tokio::task::spawn_blocking(move || drop(stale));
+                    tokio::time::sleep(USABLE_POLL).await;
+                }
             }
-            Err(e) => (Err(e), false),
         };
         let unpooled = if reusable { self.return_reader(&kafka_topic, reader) } else { Some(reader) };
         if let Some(reader) = unpooled {
@@ -369,6 +418,26 @@ impl KafkaTopics {
         }
         events
     }
+}
+
+/// Asks the cluster's metadata about the topic's partition 0: `None` if it
+/// has a leader and no error, else why it is not usable yet. Blocking.
+fn partition_state(metadata: &BaseConsumer, kafka_topic: &str, timeout: Duration) -> Result<Option<String>> {
+    let found = metadata.fetch_metadata(Some(kafka_topic), timeout).map_err(|e| storage("metadata", e))?;
+    let Some(topic) = found.topics().iter().find(|t| t.name() == kafka_topic) else {
+        return Ok(Some("not in the metadata".to_owned()));
+    };
+    if let Some(error) = topic.error() {
+        return Ok(Some(RDKafkaErrorCode::from(error).to_string()));
+    }
+    let Some(partition) = topic.partitions().iter().find(|p| p.id() == PARTITION) else {
+        return Ok(Some(format!("no partition {PARTITION}")));
+    };
+    Ok(match partition.error() {
+        Some(error) => Some(format!("partition {PARTITION}: {}", RDKafkaErrorCode::from(error))),
+        None if partition.leader() < 0 => Some(format!("partition {PARTITION} has no leader")),
+        None => None,
+    })
 }
 
 /// Reads up to `max` events of the topic's partition from `from` (see the
@@ -463,6 +532,7 @@ impl Topics for KafkaTopics {
                     Err((name, code)) => return Err(storage(&format!("create {name}"), code)),
                 }
             }
+            this.wait_usable(&kafka_topic).await?;
             this.set_known(&kafka_topic, true);
             Ok(created)
         }
@@ -502,16 +572,30 @@ impl Topics for KafkaTopics {
             if !self.exists(&kafka_topic).await? {
                 return Ok(None);
             }
-            let metadata = self.inner.metadata.clone();
-            let name = kafka_topic.clone();
-            let watermarks =
-                tokio::task::spawn_blocking(move || metadata.fetch_watermarks(&name, PARTITION, ADMIN_TIMEOUT))
-                    .await
-                    .map_err(|e| storage("watermarks", e))?;
-            match watermarks {
-                Ok((_, high)) => u64::try_from(high).map(Some).map_err(|_| storage("watermarks", "negative offset")),
-                Err(e) if is_unknown_topic(e.rdkafka_error_code()) && !self.look_up(&kafka_topic).await? => Ok(None),
-                Err(e) => Err(storage(&format!("watermarks of {kafka_topic}"), e)),
+            let deadline = Instant::now() + USABLE_TIMEOUT;
+            loop {
+                let metadata = self.inner.metadata.clone();
+                let name = kafka_topic.clone();
+                let watermarks =
+                    tokio::task::spawn_blocking(move || metadata.fetch_watermarks(&name, PARTITION, ADMIN_TIMEOUT))
+                        .await
+                        .map_err(|e| storage("watermarks", e))?;
+                match watermarks {
+                    Ok((_, high)) => {
+                        return u64::try_from(high).map(Some).map_err(|_| storage("watermarks", "negative offset"));
+                    }
+                    Err(e) if is_unknown_topic(e.rdkafka_error_code()) => {
+                        if !self.look_up(&kafka_topic).await? {
+                            return Ok(None);
+                        }
+                        // It exists, but this client's metadata is older.
+                        if Instant::now() >= deadline {
+                            return Err(storage(&format!("watermarks of {kafka_topic}"), e));
+                        }
+                        tokio::time::sleep(USABLE_POLL).await;
+                    }
+                    Err(e) => return Err(storage(&format!("watermarks of {kafka_topic}"), e)),
+                }
             }
         }
         .boxed()
@@ -599,6 +683,33 @@ mod tests {
         let events = topics.read("wide", 1, 10).await.expect("read");
         assert_eq!(events.iter().map(|e| (e.offset, e.payload[0])).collect::<Vec<_>>(), vec![(1, 1), (2, 2), (3, 3)]);
         assert!(topics.delete("wide").await.expect("delete"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_topic_is_usable_as_soon_as_create_returns() {
+        let broker = broker();
+        let app = fresh_app();
+        let topics = KafkaTopics::new(&broker.brokers, &app).expect("topics");
+        // Another process of the app, which asked about each topic before it
+        // existed, so that its clients may hold that answer.
+        let elsewhere = KafkaTopics::new(&broker.brokers, &app).expect("topics");
+        for i in 0..5 {
+            let topic = format!("fresh{i}");
+            assert_eq!(elsewhere.end_offset(&topic).await.expect("end before"), None);
+            assert!(matches!(elsewhere.read(&topic, 0, 1).await, Err(Error::NoSuchTopic(_))));
+            assert!(topics.create(&topic, 1).await.expect("create"), "{topic} is new");
+            assert_eq!(elsewhere.end_offset(&topic).await.expect("end elsewhere"), Some(0), "{topic}");
+            assert_eq!(topics.end_offset(&topic).await.expect("end"), Some(0), "{topic}");
+            assert_eq!(topics.publish(&topic, Bytes::from(vec![i])).await.expect("publish"), 0, "{topic}");
+            let expected = vec![Event { offset: 0, payload: Bytes::from(vec![i]) }];
+            assert_eq!(topics.read(&topic, 0, 10).await.expect("read"), expected, "{topic}");
+            assert_eq!(elsewhere.read(&topic, 0, 10).await.expect("read elsewhere"), expected, "{topic}");
+            assert_eq!(topics.end_offset(&topic).await.expect("end"), Some(1), "{topic}");
+            assert_eq!(elsewhere.end_offset(&topic).await.expect("end elsewhere"), Some(1), "{topic}");
+        }
+        for i in 0..5 {
+            assert!(topics.delete(&format!("fresh{i}")).await.expect("clean up"));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
