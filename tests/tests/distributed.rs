@@ -196,6 +196,56 @@ async fn failover_of_a_call_in_flight(cluster: &mut Cluster) -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_call_whose_callers_runtime_died_is_not_started() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3).await?;
+    let outcome = within(LIMIT, "the scenario", orphan_across_runtimes(&mut cluster)).await;
+    cluster.finish(outcome)
+}
+
+async fn orphan_across_runtimes(cluster: &mut Cluster) -> anyhow::Result<()> {
+    cluster.add_component(0, "callers-0", "Caller", "").await?;
+    cluster.add_component(1, "callers-1", "Caller", "").await?;
+    cluster.add_component(2, "slow-2", "Slow", "").await?;
+    // Keep the callee busy so the nested call has to wait for its turn.
+    cluster.client(2).tell_actor("Slow", "b", "work", json!([3000, "blocker"])).await?;
+    cluster.wait_log("the blocker to start", |log| log.iter().any(|a| a.tag == "blocker")).await?;
+    let caller = cluster.client(2).with_request_id("orphan-call");
+    let call = {
+        let caller = caller.clone();
+        tokio::spawn(async move { caller.call_actor("Caller", "a", "call", json!(["b", "orphan", 0])).await })
+    };
+    cluster.wait_log("the caller to start", |log| log.iter().any(|a| a.target == "Caller/a")).await?;
+    let first =
+        cluster.attempts().into_iter().find(|a| a.target == "Caller/a").map(|a| a.component).unwrap_or_default();
+    // Let the nested call reach the callee's runtime, then kill the caller's.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let victim = cluster.runtime_of(&first).expect("the component running the caller");
+    cluster.kill_runtime(victim);
+
+    // The survivor takes the caller's partition over and retries it; the
+    // retried caller issues the nested call again (same id), which runs.
+    let result = answered(Duration::from_secs(120), "the caller", || {
+        let caller = caller.clone();
+        async move { caller.call_actor("Caller", "a", "call", json!(["b", "orphan", 0])).await }
+    })
+    .await?;
+    assert_eq!(result, json!("orphan"));
+    call.abort();
+    let log = cluster.attempts();
+    let callers = logged(&log, "start", "Caller/a", "orphan");
+    let callees = logged(&log, "start", "Slow/b", "orphan");
+    assert_eq!(callers.len(), 2, "the caller ran, died with its runtime, and was retried: {callers:?}");
+    assert_eq!(callees.len(), 1, "the nested call started once: {callees:?}");
+    let retried_at = callers.iter().map(|a| a.at_ms).max().unwrap_or_default();
+    assert!(
+        callees[0].at_ms >= retried_at,
+        "the nested call started at {} before the retried caller (at {retried_at}): it ran as an orphan",
+        callees[0].at_ms
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_runtime_is_replaced_and_serves_again_when_it_resumes() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(3).await?;
     let outcome = within(LIMIT, "the scenario", stall_and_resume(&mut cluster)).await;

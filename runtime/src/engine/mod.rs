@@ -177,8 +177,9 @@ pub trait Remote: Send + Sync + 'static {
     /// Sends the outcome of a forwarded request to the runtime waiting for it.
     fn reply(&self, runtime: &str, request_id: &str, outcome: &Outcome);
 
-    /// Whether the attempt that issued a call may still be live: false once
-    /// the caller's partition has a newer ownership epoch.
+    /// Whether the attempt that issued a call is still live: asked of the
+    /// caller's runtime; false once that says no, or once the caller's
+    /// partition has a newer ownership epoch (its runtime failed).
     fn caller_alive(&self, caller: &Caller) -> BoxFuture<'static, bool>;
 
     /// The actor types and services (`actor:T`, `service:S`) that components
@@ -485,6 +486,12 @@ impl Engine {
                 }
             });
         }
+    }
+
+    /// Whether attempt `attempt` of invocation `invocation_id` is running
+    /// here (asked by the owner of a call it made, before starting it).
+    pub fn caller_running(&self, invocation_id: &str, attempt: u32) -> bool {
+        running_invocation(&self.lock(), invocation_id).is_some_and(|e| e.attempt == attempt)
     }
 
     /// The partitions this runtime owns, with their epochs.
@@ -877,6 +884,7 @@ impl Engine {
                 };
                 let caller = Caller {
                     request_id: context.caller_id.clone(),
+                    runtime: self.shared.runtime_id.clone(),
                     partition: entry.partition.clone(),
                     epoch,
                     attempt: entry.attempt,
@@ -956,14 +964,18 @@ impl Engine {
 
     /// Drives one request that holds its turn until it completes or parks.
     async fn drive(&self, id: String) {
-        if let Some(caller) = self.remote_caller(&id)
+        while let Some(caller) = self.remote_caller(&id)
             && let Some(remote) = self.shared.remote.clone()
             && !remote.caller_alive(&caller).await
         {
-            tracing::debug!(request = %id, "not starting a call whose caller's partition moved on");
             let mut state = self.lock();
-            self.drop_orphan(&mut state, &id);
-            return;
+            // A retried caller may have reissued the call meanwhile (same
+            // id, new caller): then that caller is the one to check.
+            if state.requests.get(&id).is_some_and(|e| e.request.caller.as_ref() == Some(&caller)) {
+                tracing::debug!(request = %id, "not starting a call whose caller is gone");
+                self.drop_orphan(&mut state, &id);
+                return;
+            }
         }
         loop {
             match self.next_step(&id) {

@@ -71,6 +71,8 @@ pub enum RequestKind {
 pub struct Caller {
     /// The request id of the calling invocation.
     pub request_id: String,
+    /// The runtime on which the calling attempt runs.
+    pub runtime: String,
     /// The partition whose log journals the calling invocation.
     pub partition: String,
     /// The ownership epoch of that partition in which the calling attempt ran.
@@ -226,4 +228,37 @@ pub enum DeliveryResult {
         /// The handler's message.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str, step: u32) -> Request {
+        Request {
+            id: id.into(),
+            kind: RequestKind::Call,
+            target: Target::Service("s".into()),
+            method: "m".into(),
+            payload: Bytes::new(),
+            flow: id.into(),
+            caller: None,
+            deadline: None,
+            keep_outcome: true,
+            step,
+        }
+    }
+
+    #[test]
+    fn every_step_of_a_chain_is_named_by_its_request_and_step_wherever_it_runs() {
+        assert_eq!(request("r", 0).invocation_id(), "r");
+        assert_eq!(request("r", 3).invocation_id(), "r~3");
+        // Step 2 forwarded to another partition travels as request `r~2`;
+        // its own next steps are steps 3 and 4 of `r`.
+        assert_eq!(request("r~2", 0).invocation_id(), "r~2");
+        assert_eq!(request("r~2", 1).invocation_id(), "r~3");
+        assert_eq!(request("r~2", 2).invocation_id(), "r~4");
+        assert_eq!(split_invocation_id("r~4"), ("r", 4));
+        assert_eq!(split_invocation_id("a.b~x"), ("a.b~x", 0), "a suffix that is not a number is part of the id");
+    }
 }

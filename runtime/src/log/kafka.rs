@@ -22,10 +22,13 @@
 //!
 //! # Ownership and fencing
 //!
-//! Writes go through a transactional producer whose `transactional.id` is the
-//! topic name. [`Log::recover`] creates a fresh producer and calls
-//! `init_transactions`, which aborts any transaction an older producer with
-//! that id left open and fences it (KIP-98/KIP-447): the older producer's next
+//! Writes go through two transactional producers, used in turn, whose
+//! `transactional.id`s are the topic name and the topic name + `.b` (in turn,
+//! because a transaction begun on the producer that just committed is refused
+//! until the commit's markers are written, and librdkafka backs off 20 ms).
+//! [`Log::recover`] creates fresh producers and calls `init_transactions` on
+//! both, which aborts any transaction older producers with those ids left
+//! open and fences them (KIP-98/KIP-447): an older producer's next
 //! transaction fails with a fatal error, reported as [`Error::Fenced`], and
 //! every write queued to it afterwards fails the same way. Recovery then reads
 //! the whole partition from the beginning with `isolation.level=read_committed`
@@ -274,13 +277,14 @@ impl KafkaLog {
         tokio::task::spawn_blocking(move || drop(old)).await.map_err(|e| storage("stop writer", e))?;
         self.ensure_topic().await?;
         let inner = self.inner.clone();
-        let (producer, scan, epoch) =
+        let (producers, scan, epoch) =
             tokio::task::spawn_blocking(move || take_ownership(&inner)).await.map_err(|e| storage("recover", e))??;
         let pending_ids: HashSet<String> = scan.pending.iter().map(|r| r.id.clone()).collect();
         *self.inner.outcomes.write().unwrap_or_else(|e| e.into_inner()) = scan.outcomes;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let state = WriterState {
-            producer,
+            producers,
+            next: 0,
             topic: self.inner.topic.clone(),
             pending: pending_ids,
             outcomes: self.inner.outcomes.clone(),
@@ -303,12 +307,24 @@ struct Scan {
     epoch: u64,
 }
 
-/// Creates the producer, fences older ones, reads the topic and commits the
+/// Creates the producers, fences older ones, reads the topic and commits the
 /// new epoch. Blocking.
-fn take_ownership(inner: &Inner) -> Result<(TxnProducer, Scan, u64), Error> {
+fn take_ownership(inner: &Inner) -> Result<([TxnProducer; 2], Scan, u64), Error> {
+    let first = transactional_producer(inner, &inner.topic)?;
+    let second = transactional_producer(inner, &format!("{}.b", inner.topic))?;
+    let scan = read_all(inner)?;
+    let epoch = scan.epoch + 1;
+    let record = Record { key: EPOCH_KEY.into(), value: Some(epoch.to_be_bytes().to_vec()), kind: "epoch" };
+    transact(&first, &inner.topic, &[record])?;
+    Ok(([first, second], scan, epoch))
+}
+
+/// One of the log's two transactional producers, initialized: any older
+/// producer with the same `transactional.id` is fenced.
+fn transactional_producer(inner: &Inner, transactional_id: &str) -> Result<TxnProducer, Error> {
     let producer: TxnProducer = ClientConfig::new()
         .set("bootstrap.servers", &inner.brokers)
-        .set("transactional.id", &inner.topic)
+        .set("transactional.id", transactional_id)
         .set("transaction.timeout.ms", "60000")
         .set("message.timeout.ms", "60000")
         .set("linger.ms", "1")
@@ -321,11 +337,7 @@ fn take_ownership(inner: &Inner) -> Result<(TxnProducer, Scan, u64), Error> {
         .create()
         .map_err(|e| storage("producer", e))?;
     producer.init_transactions(TXN_TIMEOUT).map_err(|e| classify("init transactions", &producer, e))?;
-    let scan = read_all(inner)?;
-    let epoch = scan.epoch + 1;
-    let record = Record { key: EPOCH_KEY.into(), value: Some(epoch.to_be_bytes().to_vec()), kind: "epoch" };
-    transact(&producer, &inner.topic, &[record])?;
-    Ok((producer, scan, epoch))
+    Ok(producer)
 }
 
 /// Reads the whole partition, committed records only, up to its end.
@@ -480,7 +492,13 @@ fn produce_and_commit(producer: &TxnProducer, topic: &str, records: &[Record]) -
 
 /// What the writer thread of one epoch owns.
 struct WriterState {
-    producer: TxnProducer,
+    /// Two producers, used in turn: a transaction begun on the producer that
+    /// just committed is refused until the commit's markers are written, and
+    /// librdkafka then backs off 20 ms; the other producer can begin at once.
+    /// Transactions still run one at a time, in call order.
+    producers: [TxnProducer; 2],
+    /// The producer of the next transaction.
+    next: usize,
     topic: String,
     /// Ids of the pending requests, as of the last commit.
     pending: HashSet<String>,
@@ -624,7 +642,9 @@ fn commit_batch(state: &mut WriterState, batch: Vec<Job>) {
         None if staged.records.is_empty() => Ok(()),
         None => {
             let started = Instant::now();
-            let result = transact(&state.producer, &state.topic, &staged.records);
+            let producer = &state.producers[state.next];
+            state.next = 1 - state.next;
+            let result = transact(producer, &state.topic, &staged.records);
             tracing::trace!(topic = %state.topic, records = staged.records.len(), elapsed = ?started.elapsed(), "transaction");
             result
         }

@@ -118,6 +118,22 @@ fn split_partition(partition: &str) -> Option<(&str, i32)> {
     Some((group, index.parse().ok()?))
 }
 
+/// A record of a runtime's reply topic.
+#[derive(Serialize, Deserialize)]
+enum ReplyRecord {
+    /// The outcome of a forwarded request.
+    Outcome { request_id: String, outcome: Outcome },
+    /// Is this attempt of this invocation running on the reader? Answer to
+    /// `asker`'s reply topic.
+    Query { query: u64, invocation_id: String, attempt: u32, asker: String },
+    /// The answer to query `query`.
+    Answer { query: u64, running: bool },
+}
+
+/// How long a liveness query waits for its answer before the caller's
+/// partition epoch is looked at again and the query repeated.
+const QUERY_WAIT: Duration = Duration::from_millis(1000);
+
 /// A request forwarded to the owner of its partition.
 #[derive(Serialize, Deserialize)]
 struct Forward {
@@ -142,6 +158,9 @@ struct Inner {
     handle: tokio::runtime::Handle,
     /// Forwarders waiting for outcomes, by request id.
     waiting: Mutex<HashMap<String, Vec<oneshot::Sender<Outcome>>>>,
+    /// Liveness queries waiting for their answer.
+    queries: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    next_query: std::sync::atomic::AtomicU64,
     /// Topics known to exist.
     topics: Mutex<HashSet<String>>,
     /// The groups this runtime is a member of.
@@ -189,6 +208,8 @@ impl Mesh {
                 engine: OnceLock::new(),
                 handle: tokio::runtime::Handle::current(),
                 waiting: Mutex::default(),
+                queries: Mutex::default(),
+                next_query: std::sync::atomic::AtomicU64::new(1),
                 topics: Mutex::default(),
                 groups: Mutex::default(),
                 membership: tokio::sync::Mutex::new(()),
@@ -294,10 +315,9 @@ impl Mesh {
                     }
                     match polled {
                         Some(Ok(message)) => {
-                            let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned());
-                            let outcome = message.payload().and_then(|p| postcard::from_bytes::<Outcome>(p).ok());
-                            if let (Some(id), Some(outcome)) = (key, outcome) {
-                                Mesh { inner }.resolve(&id, outcome);
+                            match message.payload().and_then(|p| postcard::from_bytes::<ReplyRecord>(p).ok()) {
+                                Some(record) => Mesh { inner }.on_reply(record),
+                                None => tracing::warn!("skipping an undecodable reply"),
                             }
                         }
                         Some(Err(e)) => tracing::warn!(error = %e, "reading replies"),
@@ -307,6 +327,68 @@ impl Mesh {
             })
             .map_err(|e| kafka_error("spawn reply reader", e))?;
         Ok(())
+    }
+
+    fn on_reply(&self, record: ReplyRecord) {
+        match record {
+            ReplyRecord::Outcome { request_id, outcome } => self.resolve(&request_id, outcome),
+            ReplyRecord::Answer { query, running } => {
+                if let Some(waiter) = self.inner.queries.lock().unwrap_or_else(|e| e.into_inner()).remove(&query) {
+                    let _ = waiter.send(running);
+                }
+            }
+            ReplyRecord::Query { query, invocation_id, attempt, asker } => {
+                let running = self.inner.engine.get().is_some_and(|e| e.caller_running(&invocation_id, attempt));
+                self.send_reply(&asker, &invocation_id, ReplyRecord::Answer { query, running });
+            }
+        }
+    }
+
+    /// Sends a record to a runtime's reply topic, in the background.
+    fn send_reply(&self, runtime: &str, key: &str, record: ReplyRecord) {
+        let mesh = self.clone();
+        let topic = self.reply_topic(runtime);
+        let key = key.to_owned();
+        let Ok(value) = postcard::to_stdvec(&record) else { return };
+        self.inner.handle.spawn(async move {
+            // A runtime that is gone has no reply topic; whoever waited there is gone too.
+            if let Err(e) = mesh.produce(&topic, 0, &key, &value).await {
+                tracing::debug!(%topic, error = %e, "cannot send a reply");
+            }
+        });
+    }
+
+    /// Asks the caller's runtime whether the calling attempt is running; on
+    /// silence, looks whether the caller's partition failed over meanwhile.
+    async fn caller_alive(&self, caller: Caller) -> bool {
+        if caller.runtime == self.inner.runtime_id {
+            return self.inner.engine.get().is_some_and(|e| e.caller_running(&caller.request_id, caller.attempt));
+        }
+        let key = format!("epoch.{}", caller.partition);
+        loop {
+            let query = self.inner.next_query.fetch_add(1, Ordering::Relaxed);
+            let (sender, answer) = oneshot::channel();
+            self.inner.queries.lock().unwrap_or_else(|e| e.into_inner()).insert(query, sender);
+            let record = ReplyRecord::Query {
+                query,
+                invocation_id: caller.request_id.clone(),
+                attempt: caller.attempt,
+                asker: self.inner.runtime_id.clone(),
+            };
+            self.send_reply(&caller.runtime, &caller.request_id, record);
+            let answered = tokio::time::timeout(QUERY_WAIT, answer).await;
+            self.inner.queries.lock().unwrap_or_else(|e| e.into_inner()).remove(&query);
+            if let Ok(Ok(running)) = answered {
+                return running;
+            }
+            let moved_on = match self.inner.store.metadata(&key).await {
+                Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).parse::<u64>().is_ok_and(|now| now > caller.epoch),
+                _ => false,
+            };
+            if moved_on || self.inner.stopping.load(Ordering::Relaxed) {
+                return false;
+            }
+        }
     }
 
     async fn produce(&self, topic: &str, partition: i32, key: &str, value: &[u8]) -> Result<(), Error> {
@@ -625,31 +707,14 @@ impl Remote for Mesh {
         if runtime == self.inner.runtime_id {
             return self.resolve(request_id, outcome.clone());
         }
-        let mesh = self.clone();
-        let topic = self.reply_topic(runtime);
-        let id = request_id.to_owned();
-        let Ok(value) = postcard::to_stdvec(outcome) else { return };
-        tokio::spawn(async move {
-            // A runtime that is gone has no reply topic; its callers are gone too.
-            if let Err(e) = mesh.produce(&topic, 0, &id, &value).await {
-                tracing::debug!(%topic, error = %e, "cannot send a reply");
-            }
-        });
+        let record = ReplyRecord::Outcome { request_id: request_id.to_owned(), outcome: outcome.clone() };
+        self.send_reply(runtime, request_id, record);
     }
 
     fn caller_alive(&self, caller: &Caller) -> BoxFuture<'static, bool> {
-        let store = self.inner.store.clone();
-        let key = format!("epoch.{}", caller.partition);
-        let epoch = caller.epoch;
-        async move {
-            match store.metadata(&key).await {
-                Ok(Some(bytes)) => {
-                    String::from_utf8_lossy(&bytes).parse::<u64>().map(|current| current <= epoch).unwrap_or(true)
-                }
-                _ => true,
-            }
-        }
-        .boxed()
+        let mesh = self.clone();
+        let caller = caller.clone();
+        async move { mesh.caller_alive(caller).await }.boxed()
     }
 
     fn hosting(&self, targets: Vec<String>) {
