@@ -982,7 +982,7 @@ impl Engine {
                 Step::Finish(outcome) => return self.complete(&id, outcome).await,
                 Step::Park | Step::Gone => return,
                 Step::Forward { partition, request, wait } => {
-                    let outcome = self.forward_until_done(&partition, request, wait).await;
+                    let outcome = self.forward_until_done(&partition, *request, wait).await;
                     return self.complete(&id, outcome).await;
                 }
                 Step::Remove(actor, deactivate_on) => {
@@ -1048,7 +1048,7 @@ impl Engine {
             };
             let partition = self.shared.placement.partition_of(&step.target, &step.id);
             let wait = request.kind != RequestKind::Tell;
-            return Step::Forward { partition, request: step, wait };
+            return Step::Forward { partition, request: Box::new(step), wait };
         }
         if request.kind == RequestKind::Call && entry.attempt == 0 && request.step == 0 {
             let abandoned = !entry.waiters.is_empty() && entry.waiters.iter().all(|w| w.is_closed());
@@ -1558,7 +1558,7 @@ enum Step {
     /// The step belongs to another partition: hand it over and wait.
     Forward {
         partition: String,
-        request: Request,
+        request: Box<Request>,
         wait: bool,
     },
     Deliver {
