@@ -33,12 +33,14 @@ step "fuzzing the JSON gateway from its OpenAPI document (schemathesis)"
 FUZZ_TIME_LIMIT=300 KAR=target/debug/kar runtime/tests/fuzz_gateway.sh 10
 
 step "starting Kafka for the tests"
-# The Kafka log's tests (runtime/src/log/kafka.rs) use the broker named by
-# KAFKA_BROKERS; stopped and deleted when this script exits.
+# The Kafka tests (log, topics, purge) and the distributed end-to-end and
+# chaos tests use the broker named by KAFKA_BROKERS; stopped and deleted when
+# this script exits.
 kafka_dir=$(mktemp -d "${TMPDIR:-/tmp}/kar-test-kafka.XXXXXX")
 trap 'deploy/kafka/stop.sh --dir "$kafka_dir" --clean >/dev/null 2>&1 || true' EXIT
 kafka_env=$(deploy/kafka/start.sh --port 39092 --dir "$kafka_dir")
 export "${kafka_env?}"
 
 step "running the tests"
-cargo test --workspace
+# Every test binary runs even if one fails, so one run shows every failure.
+cargo test --workspace --no-fail-fast

@@ -152,7 +152,7 @@ fn purge_refuses_bad_arguments_with_one_line() {
         (&["purge", "--app", "shop"][..], "kar: nothing to purge: give --kafka-brokers, --redis-url or both\n"),
         (
             &["purge", "--app", "a:b", "--redis-url", "redis://127.0.0.1:1"][..],
-            "kar: invalid app name \"a:b\": it must be non-empty and without ':'\n",
+            "kar: invalid app name \"a:b\": use 1 to 100 ASCII letters, digits, '_' or '-'\n",
         ),
     ] {
         let output = kar(args);
