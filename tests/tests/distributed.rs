@@ -246,6 +246,36 @@ async fn orphan_across_runtimes(cluster: &mut Cluster) -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_whose_last_component_of_a_type_left_hands_the_type_over() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(2).await?;
+    let outcome = within(LIMIT, "the scenario", hand_over_on_detach(&mut cluster)).await;
+    cluster.finish(outcome)
+}
+
+async fn hand_over_on_detach(cluster: &mut Cluster) -> anyhow::Result<()> {
+    let slow0 = cluster.add_component(0, "slow-0", "Slow", "").await?;
+    cluster.add_component(1, "slow-1", "Slow", "").await?;
+    let served = spread(cluster, 0, "h", &["slow-0", "slow-1"]).await?;
+    // Runtime 0 loses its only `Slow` component (the runtime stays up): it
+    // leaves the type's group, and runtime 1 takes its partitions over, so
+    // every actor is served again, through either runtime, by slow-1.
+    cluster.kill_component(slow0);
+    for (i, (id, _)) in served.iter().enumerate() {
+        let tag = format!("after-{id}");
+        let via = i % 2;
+        let answer = answered(Duration::from_secs(60), &tag, || {
+            let client = cluster.client(via).with_request_id(&tag);
+            let (id, tag) = (id.clone(), tag.clone());
+            async move { client.call_actor("Slow", &id, "work", json!([0, tag])).await }
+        })
+        .await?;
+        assert_eq!(answer, json!(tag));
+        assert_eq!(finishers(&cluster.attempts(), &tag), ["slow-1"], "{tag} ran once, on the remaining component");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_runtime_is_replaced_and_serves_again_when_it_resumes() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(3).await?;
     let outcome = within(LIMIT, "the scenario", stall_and_resume(&mut cluster)).await;

@@ -90,8 +90,10 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a retriable commit error is retried before aborting.
 const COMMIT_RETRIES: usize = 3;
-/// How long a batch of lazy appends alone waits for a write to ride with.
-const LAZY_FLUSH: Duration = Duration::from_millis(2);
+/// How long a batch of lazy appends alone waits for a write to ride with: a
+/// short call's completion usually comes within it, so the call costs one
+/// transaction instead of two.
+const LAZY_FLUSH: Duration = Duration::from_millis(10);
 /// The most writes one transaction takes, so a burst cannot starve callers.
 const MAX_BATCH: usize = 4096;
 

@@ -94,7 +94,7 @@ pub trait Log: Send + Sync + 'static {
     /// Like [`Log::append`], for requests whose caller is told nothing before
     /// a later durable write (a call's completion) that implies them: the
     /// future may resolve once the append is ordered, and the append must be
-    /// durable within a short bound (a few milliseconds) or with the next
+    /// durable within a short bound (about ten milliseconds) or with the next
     /// durable write, whichever comes first. This lets a short call cost one
     /// fsync instead of two. The default is a plain, durable append.
     fn append_lazily(&self, requests: Vec<Request>) -> Durable {
