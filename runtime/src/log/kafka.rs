@@ -343,8 +343,24 @@ fn transactional_producer(inner: &Inner, transactional_id: &str) -> Result<TxnPr
 }
 
 /// Reads the whole partition, committed records only, up to its end.
+/// The recovery consumer's context: reaching the partition's end is how
+/// recovery knows it is done, not an error worth the log's error level
+/// (where rdkafka's default context reports it).
+struct RecoveryContext;
+
+impl rdkafka::ClientContext for RecoveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::PartitionEOF) => tracing::trace!(%reason, "recovery reached the partition end"),
+            _ => tracing::error!(%error, %reason, "kafka log recovery"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RecoveryContext {}
+
 fn read_all(inner: &Inner) -> Result<Scan, Error> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<RecoveryContext> = ClientConfig::new()
         .set("bootstrap.servers", &inner.brokers)
         .set("group.id", format!("{}.recovery", inner.topic))
         .set("enable.auto.commit", "false")
@@ -355,7 +371,7 @@ fn read_all(inner: &Inner) -> Result<Scan, Error> {
         // Reading to the end: do not let the broker hold an empty fetch.
         .set("fetch.wait.max.ms", "10")
         .set("fetch.error.backoff.ms", "20")
-        .create()
+        .create_with_context(RecoveryContext)
         .map_err(|e| storage("consumer", e))?;
     // From offset 0 rather than `Beginning`, which costs a round of offset
     // lookups; `auto.offset.reset=earliest` covers a log whose start moved.
