@@ -245,7 +245,15 @@ struct Partition {
     epoch: u64,
     /// Being released: nothing new is accepted into it.
     releasing: bool,
+    /// When a write last proved this runtime still owns the partition.
+    verified: Instant,
 }
+
+/// In a mesh, an attempt is delivered only if a write proved the ownership of
+/// its partition this recently; otherwise the log is probed first. A runtime
+/// that was frozen past its session timeout finds out it was fenced before it
+/// runs anything, instead of when it tries to record the result.
+const OWNERSHIP_PROOF: Duration = Duration::from_secs(2);
 
 struct Entry {
     request: Arc<Request>,
@@ -379,7 +387,10 @@ impl Engine {
         let mut orphans = Vec::new();
         {
             let mut state = self.lock();
-            state.partitions.insert(partition.to_owned(), Partition { log: log.clone(), epoch, releasing: false });
+            state.partitions.insert(
+                partition.to_owned(),
+                Partition { log: log.clone(), epoch, releasing: false, verified: Instant::now() },
+            );
             let mut retried = 0;
             for request in recovery.pending {
                 if request.kind == RequestKind::Call && request.caller.is_some() && request.step == 0 {
@@ -668,11 +679,14 @@ impl Engine {
         self.admit(partition, request, waits_for_outcome, None, false).await
     }
 
-    /// Accepts a request forwarded by another runtime to a partition owned
+    /// Accepts a request forwarded by another runtime to `partition`, owned
     /// here; once it completes, its outcome goes to `reply_to`. Resolves once
     /// the request's record is durable (so the forward may be acknowledged).
-    pub async fn accept(&self, request: Request, reply_to: Option<String>) -> Result<(), Error> {
-        let partition = self.shared.placement.partition_of(&request.target, &request.id);
+    /// The partition is the one the request was sent to, which is not its
+    /// target's for a request handed over mid-chain (see [`Engine::release`]):
+    /// its id is then pending or completed there, and the forward joins it.
+    pub async fn accept(&self, partition: &str, request: Request, reply_to: Option<String>) -> Result<(), Error> {
+        let partition = partition.to_owned();
         if !self.owns_partition(&partition) {
             return Err(Error::Unavailable(format!("partition {partition} is not owned by this runtime")));
         }
@@ -943,6 +957,46 @@ impl Engine {
         tokio::spawn(async move { engine.drive(id).await });
     }
 
+    /// In a mesh, makes sure the partition of a request about to be delivered
+    /// is still this runtime's (see [`OWNERSHIP_PROOF`]). If the log says a
+    /// newer owner took over, the partition stops taking work, the attempt
+    /// is not delivered, and false is returned; the group's revocation then
+    /// releases the partition.
+    async fn still_owned(&self, id: &str) -> bool {
+        if self.shared.remote.is_none() {
+            return true;
+        }
+        let (partition, log) = {
+            let state = self.lock();
+            let Some(entry) = state.requests.get(id) else { return false };
+            match state.partitions.get(&entry.partition) {
+                Some(p) if p.verified.elapsed() < OWNERSHIP_PROOF => return true,
+                Some(p) => (entry.partition.clone(), p.log.clone()),
+                None => return false,
+            }
+        };
+        let proved = log.probe().await;
+        let mut state = self.lock();
+        match proved {
+            Ok(()) => {
+                if let Some(p) = state.partitions.get_mut(&partition) {
+                    p.verified = Instant::now();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%partition, error = %e, "not delivering: this runtime no longer owns the partition");
+                if let Some(p) = state.partitions.get_mut(&partition) {
+                    p.releasing = true;
+                }
+                if let Some(entry) = state.requests.get_mut(id) {
+                    entry.status = Status::Pending;
+                }
+                false
+            }
+        }
+    }
+
     /// Whether an entry is a step journalled here whose target belongs to
     /// another partition (the next step of a tail call).
     fn is_proxy(&self, entry: &Entry) -> bool {
@@ -990,6 +1044,9 @@ impl Engine {
                     return self.complete(&id, outcome).await;
                 }
                 Step::Deliver { component, delivery, activate } => {
+                    if !self.still_owned(&id).await {
+                        return;
+                    }
                     if let Some(activation) = activate {
                         match self.deliver(&component, *activation).await {
                             Some(DeliveryResult::Value(_)) => {
@@ -1292,6 +1349,9 @@ impl Engine {
         }
         let mut state = self.lock();
         let Some(entry) = state.requests.remove(id) else { return };
+        if let Some(p) = state.partitions.get_mut(&entry.partition) {
+            p.verified = Instant::now();
+        }
         let proxy = self.is_proxy(&entry);
         for waiter in entry.waiters {
             let _ = waiter.send(outcome.clone());

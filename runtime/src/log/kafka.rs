@@ -141,6 +141,8 @@ struct Inner {
 type Reply = oneshot::Sender<Result<usize, Error>>;
 
 enum Op {
+    /// Rewrites the epoch record: fails if this producer was fenced.
+    Probe,
     Append(Vec<Request>),
     AppendLazily(Vec<Request>),
     Complete(Vec<Completion>),
@@ -291,6 +293,7 @@ impl KafkaLog {
             pending: pending_ids,
             outcomes: self.inner.outcomes.clone(),
             fenced: None,
+            epoch,
         };
         let thread = thread::Builder::new()
             .name("kar-kafka-log-writer".into())
@@ -524,6 +527,8 @@ struct WriterState {
     outcomes: Arc<RwLock<Outcomes>>,
     /// Set once the producer failed fatally: every later write fails with it.
     fenced: Option<String>,
+    /// This owner's epoch.
+    epoch: u64,
 }
 
 /// A batch's changes, applied to the writer's state only once it commits.
@@ -646,6 +651,11 @@ fn commit_batch(state: &mut WriterState, batch: Vec<Job>) {
             Op::Append(requests) | Op::AppendLazily(requests) => staged.append(state, requests).map(|()| 0),
             Op::Complete(completions) => staged.complete(state, completions).map(|()| 0),
             Op::Expire(before) => Ok(staged.expire(state, *before)),
+            Op::Probe => {
+                let value = Some(state.epoch.to_be_bytes().to_vec());
+                staged.records.push(Record { key: EPOCH_KEY.into(), value, kind: "epoch" });
+                Ok(0)
+            }
         };
         match result {
             Ok(count) => replies.push((job.reply, count)),
@@ -727,6 +737,10 @@ impl Log for KafkaLog {
 
     fn complete(&self, completions: Vec<Completion>) -> Durable {
         self.queue(Op::Complete(completions)).map(|r| r.map(|_| ())).boxed()
+    }
+
+    fn probe(&self) -> Durable {
+        self.queue(Op::Probe).map(|r| r.map(|_| ())).boxed()
     }
 
     fn outcome(&self, request_id: &str) -> BoxFuture<'_, Result<Option<Outcome>, Error>> {

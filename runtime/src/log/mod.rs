@@ -101,6 +101,14 @@ pub trait Log: Send + Sync + 'static {
         self.append(requests)
     }
 
+    /// Proves that this process still owns the log: resolves with
+    /// [`Error::Fenced`] if a newer epoch took over (for a runtime that may
+    /// have been frozen). The default, for logs only one process can own,
+    /// resolves `Ok` at once.
+    fn probe(&self) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Ends requests atomically, each as its [`Completion`] says.
     fn complete(&self, completions: Vec<Completion>) -> Durable;
 

@@ -505,7 +505,7 @@ impl Mesh {
         let Some(engine) = self.inner.engine.get() else { return false };
         let mut delay = Duration::from_millis(20);
         loop {
-            match engine.accept(forward.request.clone(), forward.reply_to.clone()).await {
+            match engine.accept(partition, forward.request.clone(), forward.reply_to.clone()).await {
                 Ok(()) => return true,
                 Err(e) => {
                     let owned = self.inner.owned.lock().unwrap_or_else(|e| e.into_inner()).contains(partition);
