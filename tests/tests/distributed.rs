@@ -417,3 +417,60 @@ async fn reminder_across_runtimes(cluster: &mut Cluster) -> anyhow::Result<()> {
     assert_eq!(due.len(), fired, "each due time fired once: {every:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_events_cross_runtimes() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(2).await?;
+    let outcome = within(LIMIT, "the scenario", services_and_events_across_runtimes(&mut cluster)).await;
+    cluster.finish(outcome)
+}
+
+async fn services_and_events_across_runtimes(cluster: &mut Cluster) -> anyhow::Result<()> {
+    // The service and the subscriber actor live on runtime 0's component;
+    // everything reaches them through runtime 1.
+    cluster.add_component(0, "svc-0", "Sink", "svc").await?;
+    let remote = cluster.client(1).clone();
+
+    assert_eq!(remote.call_service("svc", "echo", json!(["hello"])).await?, json!(["hello"]));
+    const TELLS: i64 = 5;
+    for _ in 0..TELLS {
+        remote.tell_service("svc", "incr", json!([])).await?;
+    }
+    cluster
+        .wait_log("the service tells", |log| {
+            log.iter().filter(|a| a.event == "end" && a.target == "svc" && a.method == "incr").count() >= TELLS as usize
+        })
+        .await?;
+    let log = cluster.attempts();
+    let incr = |event: &str| log.iter().filter(|a| a.event == event && a.target == "svc" && a.method == "incr").count();
+    assert_eq!((incr("start"), incr("end")), (TELLS as usize, TELLS as usize), "each told increment ran once");
+    assert!(
+        cluster.attempts().iter().filter(|a| a.target == "svc").all(|a| a.component == "svc-0"),
+        "the service ran on runtime 0's component"
+    );
+
+    // Events published through runtime 1 reach the actor subscriber on
+    // runtime 0 once each, in order.
+    assert!(remote.create_topic("orders", 1).await?);
+    assert!(remote.subscribe_actor("orders-sink", "orders", ("Sink", "s1"), "event", true).await?);
+    const EVENTS: usize = 20;
+    for i in 0..EVENTS {
+        remote.publish("orders", json!([format!("ev-{i}")])).await?;
+    }
+    cluster
+        .wait_log("every event delivered", |log| {
+            log.iter().filter(|a| a.event == "end" && a.tag.starts_with("ev-")).count() >= EVENTS
+        })
+        .await?;
+    let delivered: Vec<(String, String)> = cluster
+        .attempts()
+        .into_iter()
+        .filter(|a| a.event == "end" && a.tag.starts_with("ev-"))
+        .map(|a| (a.tag, a.component))
+        .collect();
+    let expected: Vec<(String, String)> = (0..EVENTS).map(|i| (format!("ev-{i}"), "svc-0".to_owned())).collect();
+    assert_eq!(delivered, expected, "each event delivered once, in order, on runtime 0's component");
+    let subscriptions = cluster.client(0).list_subscriptions(Some("orders")).await?;
+    assert_eq!(subscriptions.len(), 1, "the subscription made through runtime 1 is seen through runtime 0");
+    Ok(())
+}
