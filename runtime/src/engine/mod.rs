@@ -676,6 +676,23 @@ impl Engine {
         if !self.owns_partition(&partition) {
             return self.submit_remote(partition, request, waits_for_outcome).await;
         }
+        if let Some(remote) = self.shared.remote.clone()
+            && kind != RequestKind::Tell
+            && request.caller.is_none()
+        {
+            // In a mesh, a call from outside a handler is recorded in its
+            // partition's inbox first (one acknowledged produce, cheaper than
+            // a transaction of its own) and then admitted as if read from
+            // there: it may start at once, its append riding with its
+            // completion. The inbox record is read here again later and joins
+            // the entry, or finds its recorded outcome.
+            request.keep_outcome = true;
+            remote.forward(&partition, request.clone(), false).await?;
+            if !self.owns_partition(&partition) {
+                return self.submit_remote(partition, request, waits_for_outcome).await;
+            }
+            return self.admit(partition, request, waits_for_outcome, None, true).await;
+        }
         self.admit(partition, request, waits_for_outcome, None, false).await
     }
 
@@ -733,15 +750,17 @@ impl Engine {
     }
 
     /// Admits a request into a partition owned here. `reply_to` names a
-    /// runtime that forwarded it and waits for its outcome; `await_durable`
-    /// waits for the record to be durable whatever the request's kind.
+    /// runtime that forwarded it and waits for its outcome; `forwarded` says
+    /// it was read from this partition's inbox (and waits for the record to
+    /// be durable whatever the request's kind, so the inbox record may be
+    /// let go).
     async fn admit(
         &self,
         partition: String,
         request: Request,
         waits_for_outcome: bool,
         reply_to: Option<String>,
-        await_durable: bool,
+        forwarded: bool,
     ) -> Result<(String, Accepted), Error> {
         let kind = request.kind;
         let id = request.id.clone();
@@ -762,7 +781,15 @@ impl Engine {
         }
         let (waiter, receiver) = oneshot::channel();
         let (journaled, is_journaled) = oneshot::channel();
-        let await_durable = await_durable || kind == RequestKind::Tell;
+        let await_durable = forwarded || kind == RequestKind::Tell;
+        // A request may start before its own record is durable only if a
+        // durable record already stands for it: the inbox record it was read
+        // from (which is let go only once this append is durable), or, for a
+        // call made from a handler, its durable caller, whose retry reissues
+        // it under the same id. Anything else (a tell, a call from outside a
+        // handler) starts only once its record is durable, so a crash never
+        // leaves a started request that nobody retries (G1).
+        let covered = kind != RequestKind::Tell && (forwarded || request.caller.is_some());
         let admitted = {
             let mut state = self.lock();
             if let Some(entry) = state.requests.get_mut(&id) {
@@ -790,13 +817,13 @@ impl Engine {
                 Admitted::Done(outcome.clone())
             } else {
                 let request = Arc::new(request);
-                // A tell is acknowledged once durable; a call's caller hears
-                // nothing before the completion, a durable write ordered after
-                // this one, so its append may ride along lazily.
-                let durable = if kind == RequestKind::Tell {
-                    log.append(vec![(*request).clone()])
-                } else {
+                // A covered request's append may ride along lazily with the
+                // next durable write (at the latest its completion, which is
+                // ordered after it and so implies it).
+                let durable = if covered {
                     log.append_lazily(vec![(*request).clone()])
+                } else {
+                    log.append(vec![(*request).clone()])
                 };
                 let entry = Entry {
                     request,
@@ -809,10 +836,7 @@ impl Engine {
                     component: None,
                 };
                 state.requests.insert(id.clone(), entry);
-                if kind != RequestKind::Tell {
-                    // A call may start before its record is durable: nobody
-                    // learns of its outcome before the completion, which is
-                    // ordered after the append and so implies it.
+                if covered {
                     self.schedule(&mut state, &id);
                 }
                 Admitted::New(durable)
@@ -833,7 +857,7 @@ impl Engine {
         // unscheduled.
         let engine = self.clone();
         let journalled_id = id.clone();
-        tokio::spawn(async move { engine.journalled(&journalled_id, kind, durable.await) });
+        tokio::spawn(async move { engine.journalled(&journalled_id, covered, durable.await) });
         if await_durable && is_journaled.await != Ok(true) {
             return Err(Error::Unavailable(format!("request {id} could not be journalled")));
         }
@@ -841,9 +865,9 @@ impl Engine {
     }
 
     /// Records that a request's append finished: tells the submitters
-    /// waiting for it and, for a tell, schedules it (a tell runs only once
-    /// its record is durable).
-    fn journalled(&self, id: &str, kind: RequestKind, result: Result<(), crate::log::Error>) {
+    /// waiting for it and schedules a request that was not `covered` (it
+    /// runs only once its record is durable).
+    fn journalled(&self, id: &str, covered: bool, result: Result<(), crate::log::Error>) {
         let mut state = self.lock();
         let Some(entry) = state.requests.get_mut(id) else { return };
         let submitters = match std::mem::replace(&mut entry.journal, Journal::Durable) {
@@ -853,11 +877,12 @@ impl Engine {
         let ok = result.is_ok();
         if let Err(e) = result {
             tracing::error!(request = id, error = %e, "cannot journal a request");
-            if kind == RequestKind::Tell {
-                // Nobody was told it was accepted: forget it.
+            if !covered {
+                // Nobody was told it was accepted and it never started:
+                // forget it (a waiting caller hears it was abandoned).
                 state.requests.remove(id);
             }
-        } else if kind == RequestKind::Tell {
+        } else if !covered {
             self.schedule(&mut state, id);
         }
         for submitter in submitters {
@@ -1348,9 +1373,15 @@ impl Engine {
             return;
         }
         let mut state = self.lock();
-        let Some(entry) = state.requests.remove(id) else { return };
+        let Some(mut entry) = state.requests.remove(id) else { return };
         if let Some(p) = state.partitions.get_mut(&entry.partition) {
             p.verified = Instant::now();
+        }
+        if let Journal::Writing(submitters) = std::mem::replace(&mut entry.journal, Journal::Durable) {
+            // The durable completion implies the append it follows.
+            for submitter in submitters {
+                let _ = submitter.send(true);
+            }
         }
         let proxy = self.is_proxy(&entry);
         for waiter in entry.waiters {

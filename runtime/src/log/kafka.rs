@@ -724,15 +724,9 @@ impl Log for KafkaLog {
     fn append_lazily(&self, requests: Vec<Request>) -> Durable {
         // Queued now, so ordered before every later write; the writer holds a
         // batch of lazy appends alone for at most `LAZY_FLUSH` before
-        // committing it. A failure shows in the completion that follows (it
-        // shares or follows the append's transaction).
-        let written = self.queue(Op::AppendLazily(requests));
-        tokio::spawn(async move {
-            if let Err(e) = written.await {
-                tracing::debug!(error = %e, "a lazy append failed");
-            }
-        });
-        futures::future::ready(Ok(())).boxed()
+        // committing it, waiting for a write that implies them (a call's
+        // completion) to share the transaction. Resolves once committed.
+        self.queue(Op::AppendLazily(requests)).map(|r| r.map(|_| ())).boxed()
     }
 
     fn complete(&self, completions: Vec<Completion>) -> Durable {

@@ -91,12 +91,14 @@ pub trait Log: Send + Sync + 'static {
     /// replaces nothing and is not an error.
     fn append(&self, requests: Vec<Request>) -> Durable;
 
-    /// Like [`Log::append`], for requests whose caller is told nothing before
-    /// a later durable write (a call's completion) that implies them: the
-    /// future may resolve once the append is ordered, and the append must be
-    /// durable within a short bound (about ten milliseconds) or with the next
-    /// durable write, whichever comes first. This lets a short call cost one
-    /// fsync instead of two. The default is a plain, durable append.
+    /// Like [`Log::append`], for requests a durable record already stands
+    /// for (a call made from a handler, a request read from an inbox) and
+    /// whose caller is told nothing before a later durable write (their
+    /// completion) that implies them: the future may resolve once the append
+    /// is ordered, and the append must be durable within a short bound
+    /// (about ten milliseconds) or with the next durable write, whichever
+    /// comes first. Such a call thus costs one durable write instead of two.
+    /// The default is a plain, durable append.
     fn append_lazily(&self, requests: Vec<Request>) -> Durable {
         self.append(requests)
     }
