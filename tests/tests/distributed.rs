@@ -9,6 +9,7 @@
 //! its steps in time and stops every process. A failing test keeps its work
 //! dir and reports the end of each runtime's log.
 
+use anyhow::Context;
 use kar_client::ReminderSpec;
 use kar_tests::{Attempt, Cluster, within};
 use serde_json::{Value, json};
@@ -330,6 +331,53 @@ async fn stall_and_resume(cluster: &mut Cluster) -> anyhow::Result<()> {
     }
     let twice: Vec<_> = ends.iter().filter(|(_, by)| by.len() > 1).collect();
     assert!(twice.is_empty(), "completed more than once: {twice:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_write_in_flight_through_a_stalled_runtime_never_lands() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3).await?;
+    let outcome = within(LIMIT, "the scenario", stale_state_write(&mut cluster)).await;
+    cluster.finish(outcome)
+}
+
+async fn stale_state_write(cluster: &mut Cluster) -> anyhow::Result<()> {
+    for i in 0..3 {
+        cluster.add_component(i, &format!("slow-{i}"), "Slow", "").await?;
+    }
+    let served = spread(cluster, 1, "w", &["slow-0", "slow-1", "slow-2"]).await?;
+    let id = served.iter().find(|(_, by)| by == "slow-0").map(|(id, _)| id.clone()).expect("spread");
+
+    // slow-0 starts a handler that writes state in 3 s; its runtime is
+    // frozen meanwhile, so the write waits in that runtime's socket.
+    cluster.client(1).tell_actor("Slow", &id, "write", json!([3000, "zombie"])).await?;
+    cluster
+        .wait_log("the write to start on slow-0", |log| {
+            log.iter().any(|a| a.tag == "zombie" && a.event == "start" && a.component == "slow-0")
+        })
+        .await?;
+    cluster.pause_runtime(0)?;
+
+    // The tell is retried on a survivor, which writes its own value.
+    cluster
+        .wait_log("the retried write to end on a survivor", |log| {
+            log.iter().any(|a| a.tag == "zombie" && a.event == "end" && a.component != "slow-0")
+        })
+        .await?;
+    let state = cluster.client(1).state("Slow", &id);
+    let fresh = state.get("written").await?.context("the survivor's write")?;
+    anyhow::ensure!(fresh != json!("zombie:slow-0"), "the survivor wrote {fresh}");
+
+    // Runtime 0 resumes and serves the stale handler's write: refused (its
+    // partition has a newer epoch), so the survivor's value stays.
+    cluster.resume_runtime(0)?;
+    let probe = cluster.client(0).with_request_id("after-resume");
+    answered(Duration::from_secs(90), "a call through the resumed runtime", || {
+        probe.call_actor("Slow", "after-resume", "work", json!([0, "after-resume"]))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(state.get("written").await?, Some(fresh), "the stalled runtime's write landed");
     Ok(())
 }
 

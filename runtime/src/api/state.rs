@@ -2,7 +2,7 @@
 
 use super::{Limits, convert, status};
 use crate::engine::Engine;
-use crate::store::{Entry, Update};
+use crate::store::{Entry, StateStore, Update};
 use kar_proto::v1::{self, state_service_server::StateService};
 use std::collections::HashMap;
 use tonic::{Request, Response, Status};
@@ -17,6 +17,21 @@ impl StateApi {
     /// The service over `engine`'s store.
     pub fn new(engine: Engine, limits: Limits) -> Self {
         Self { engine, limits }
+    }
+}
+
+impl StateApi {
+    /// The store a state write goes to: fenced by the invocation that makes
+    /// it, if a handler does (its `kar-caller-id`).
+    fn writer(&self, metadata: &tonic::metadata::MetadataMap) -> Result<std::sync::Arc<dyn StateStore>, Status> {
+        let caller =
+            match metadata.get(kar_proto::metadata::CALLER_ID) {
+                None => None,
+                Some(value) => Some(value.to_str().map_err(|_| {
+                    status::invalid(kar_proto::metadata::CALLER_ID, "kar-caller-id is not valid ASCII")
+                })?),
+            };
+        self.engine.state_writer(caller.filter(|c| !c.is_empty())).map_err(status::from_engine)
     }
 }
 
@@ -45,20 +60,21 @@ impl StateService for StateApi {
     }
 
     async fn set(&self, request: Request<v1::SetRequest>) -> Result<Response<v1::SetResponse>, Status> {
+        let store = self.writer(request.metadata())?;
         let r = request.into_inner();
         let actor = convert::actor_ref(r.actor.as_ref())?;
         let (submap, key) = address(&r.key, &r.subkey)?;
         let value = convert::encode_value(r.value.as_ref(), "value", self.limits.max_payload_bytes)?;
-        let created =
-            self.engine.store().set(&actor, Entry { submap, key, value }).await.map_err(status::from_store)?;
+        let created = store.set(&actor, Entry { submap, key, value }).await.map_err(status::from_store)?;
         Ok(Response::new(v1::SetResponse { created }))
     }
 
     async fn delete(&self, request: Request<v1::DeleteRequest>) -> Result<Response<v1::DeleteResponse>, Status> {
+        let store = self.writer(request.metadata())?;
         let r = request.into_inner();
         let actor = convert::actor_ref(r.actor.as_ref())?;
         let (submap, key) = address(&r.key, &r.subkey)?;
-        let deleted = self.engine.store().delete(&actor, &submap, &key).await.map_err(status::from_store)?;
+        let deleted = store.delete(&actor, &submap, &key).await.map_err(status::from_store)?;
         Ok(Response::new(v1::DeleteResponse { deleted }))
     }
 
@@ -79,6 +95,7 @@ impl StateService for StateApi {
     }
 
     async fn update(&self, request: Request<v1::UpdateRequest>) -> Result<Response<v1::UpdateResponse>, Status> {
+        let store = self.writer(request.metadata())?;
         let r = request.into_inner();
         let actor = convert::actor_ref(r.actor.as_ref())?;
         let limit = self.limits.max_payload_bytes;
@@ -113,7 +130,7 @@ impl StateService for StateApi {
                 });
             }
         }
-        let counts = self.engine.store().update(&actor, update).await.map_err(status::from_store)?;
+        let counts = store.update(&actor, update).await.map_err(status::from_store)?;
         Ok(Response::new(v1::UpdateResponse { added: counts.added, removed: counts.removed }))
     }
 
@@ -121,9 +138,10 @@ impl StateService for StateApi {
         &self,
         request: Request<v1::DeleteAllRequest>,
     ) -> Result<Response<v1::DeleteAllResponse>, Status> {
+        let store = self.writer(request.metadata())?;
         let r = request.into_inner();
         let actor = convert::actor_ref(r.actor.as_ref())?;
-        let removed = self.engine.store().delete_all(&actor).await.map_err(status::from_store)?;
+        let removed = store.delete_all(&actor).await.map_err(status::from_store)?;
         Ok(Response::new(v1::DeleteAllResponse { removed }))
     }
 
@@ -143,10 +161,11 @@ impl StateService for StateApi {
         &self,
         request: Request<v1::ClearSubmapRequest>,
     ) -> Result<Response<v1::ClearSubmapResponse>, Status> {
+        let store = self.writer(request.metadata())?;
         let r = request.into_inner();
         let actor = convert::actor_ref(r.actor.as_ref())?;
         let submap = required(&r.submap, "submap")?;
-        let removed = self.engine.store().clear_submap(&actor, &submap).await.map_err(status::from_store)?;
+        let removed = store.clear_submap(&actor, &submap).await.map_err(status::from_store)?;
         Ok(Response::new(v1::ClearSubmapResponse { removed }))
     }
 }

@@ -63,7 +63,10 @@ pub(crate) fn from_outcome(outcome: Outcome) -> Status {
 
 /// The status for a store error.
 pub(crate) fn from_store(error: crate::store::Error) -> Status {
-    with_reason(Code::Unavailable, error.to_string(), "STORAGE_UNAVAILABLE")
+    match error {
+        crate::store::Error::Fenced(_) => with_reason(Code::FailedPrecondition, error.to_string(), "OWNERSHIP_FENCED"),
+        crate::store::Error::Storage(_) => with_reason(Code::Unavailable, error.to_string(), "STORAGE_UNAVAILABLE"),
+    }
 }
 
 #[cfg(test)]

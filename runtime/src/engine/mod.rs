@@ -83,7 +83,10 @@ impl From<crate::log::Error> for Error {
 
 impl From<crate::store::Error> for Error {
     fn from(e: crate::store::Error) -> Self {
-        Error::Unavailable(e.to_string())
+        match e {
+            crate::store::Error::Fenced(_) => Error::FailedPrecondition(e.to_string()),
+            crate::store::Error::Storage(_) => Error::Unavailable(e.to_string()),
+        }
     }
 }
 
@@ -551,6 +554,32 @@ impl Engine {
     /// The state store, for the state API.
     pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.shared.store
+    }
+
+    /// The store through which the invocation `caller_id` (a handler's
+    /// state call names it) writes its actor's state. Its writes are refused
+    /// unless the invocation is running here; in a mesh they are also fenced
+    /// by the ownership epoch of its partition, so they stop landing the
+    /// moment a newer owner publishes its epoch (a runtime frozen past its
+    /// session timeout cannot write through what its components had in
+    /// flight). Writes from outside a handler (`None`) are not fenced.
+    pub fn state_writer(&self, caller_id: Option<&str>) -> Result<Arc<dyn StateStore>, Error> {
+        let Some(caller_id) = caller_id else { return Ok(self.shared.store.clone()) };
+        let fence = {
+            let state = self.lock();
+            let entry = running_invocation(&state, caller_id);
+            let epoch = entry.and_then(|e| state.partitions.get(&e.partition).map(|p| (&e.partition, p.epoch)));
+            let Some((partition, epoch)) = epoch else {
+                return Err(Error::FailedPrecondition(format!(
+                    "the invocation {caller_id} is not running here (its attempt was abandoned or it already completed): its state writes are refused"
+                )));
+            };
+            crate::store::Fence { key: epoch_key(partition), epoch }
+        };
+        if self.shared.remote.is_none() {
+            return Ok(self.shared.store.clone());
+        }
+        Ok(self.shared.store.fenced(fence).unwrap_or_else(|| self.shared.store.clone()))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

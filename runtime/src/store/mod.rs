@@ -42,6 +42,21 @@ pub enum Error {
     /// The storage underneath failed.
     #[error("state storage failed: {0}")]
     Storage(String),
+    /// A fenced write was refused: the partition of the invocation making it
+    /// has a newer owner.
+    #[error("state write refused: {0}")]
+    Fenced(String),
+}
+
+/// The ownership a write depends on: applied only while the epoch recorded
+/// in the metadata under `key` is not newer than `epoch` (see
+/// [`StateStore::fenced`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The metadata key of the partition's published ownership epoch.
+    pub key: String,
+    /// The epoch the writer owns the partition in.
+    pub epoch: u64,
 }
 
 impl From<crate::embedded::Error> for Error {
@@ -142,6 +157,16 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Reads a small metadata value of the runtime.
     fn metadata<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
+
+    /// This store with every state write (set, delete, update, delete_all,
+    /// clear_submap) fenced by `fence`: checked and applied in one atomic
+    /// step, failing with [`Error::Fenced`] once a newer epoch is published
+    /// under `fence.key` (by [`StateStore::set_metadata`]). So a runtime
+    /// that lost a partition while frozen lands none of the writes its
+    /// components had in flight. `None` for a store only one process owns.
+    fn fenced(&self, _fence: Fence) -> Option<std::sync::Arc<dyn StateStore>> {
+        None
+    }
 
     /// Writes a small metadata value of the runtime.
     fn set_metadata(&self, key: &str, value: Bytes) -> BoxFuture<'static, Result<()>>;

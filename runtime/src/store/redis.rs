@@ -61,7 +61,7 @@
 //! needs `appendfsync always` (the project's `deploy/redis/start.sh` uses
 //! `everysec`, which can lose the last second).
 
-use super::{Entry, Error, ReminderRecord, Result, StateStore, SubscriptionRecord, Update, UpdateCounts};
+use super::{Entry, Error, Fence, ReminderRecord, Result, StateStore, SubscriptionRecord, Update, UpdateCounts};
 use crate::engine::types::{ActorId, UnixMillis};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script};
@@ -81,19 +81,38 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// fails (with exponential backoff from 100 ms).
 const CONNECTION_RETRIES: usize = 6;
 
-/// Applies an [`Update`]: `ARGV = [actor key prefix, number of removals,
-/// (submap, key)…, (submap, key, value)…]`; returns `{added, removed}`.
+/// The fence every state write script starts with: `KEYS[1]` is the
+/// metadata hash, `ARGV[1]` the fence's field in it (empty: no fence) and
+/// `ARGV[2]` the writer's epoch; a newer published epoch refuses the write.
+/// The script's own arguments start at `ARGV[3]`.
+const FENCE: &str = r"
+if ARGV[1] ~= '' then
+  local current = redis.call('HGET', KEYS[1], ARGV[1])
+  if current and tonumber(current) > tonumber(ARGV[2]) then
+    return redis.error_reply('KARFENCED ' .. ARGV[1] .. ' is at epoch ' .. current .. ', the writer at ' .. ARGV[2])
+  end
+end
+";
+
+/// A state write script: [`FENCE`], then `body`.
+fn fenced_script(body: &str) -> Script {
+    Script::new(&format!("{FENCE}{body}"))
+}
+
+/// Applies an [`Update`] (after [`FENCE`]): `ARGV[3..] = [actor key prefix,
+/// number of removals, (submap, key)…, (submap, key, value)…]`; returns
+/// `{added, removed}`.
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    fenced_script(
         r"
-local base = ARGV[1]
+local base = ARGV[3]
 local function map(sub)
   if sub == '' then return base .. ':top' end
   return base .. ':sub:' .. sub
 end
 local added, removed = 0, 0
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
   local sub, key = ARGV[i], ARGV[i + 1]
   i = i + 2
   if redis.call('HDEL', map(sub), key) == 1 then
@@ -138,12 +157,12 @@ return out
     )
 });
 
-/// Deletes every entry of an actor: `ARGV = [actor key prefix]`; returns how
-/// many entries there were.
+/// Deletes every entry of an actor (after [`FENCE`]): `ARGV[3] = actor key
+/// prefix`; returns how many entries there were.
 static DELETE_ALL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    fenced_script(
         r"
-local base = ARGV[1]
+local base = ARGV[3]
 local n = redis.call('HLEN', base .. ':top')
 redis.call('DEL', base .. ':top')
 for _, sub in ipairs(redis.call('SMEMBERS', base .. ':subs')) do
@@ -152,6 +171,22 @@ for _, sub in ipairs(redis.call('SMEMBERS', base .. ':subs')) do
   redis.call('DEL', key)
 end
 redis.call('DEL', base .. ':subs')
+return n
+",
+    )
+});
+
+/// Deletes one submap of an actor (after [`FENCE`]): `ARGV[3..] = [actor key
+/// prefix, submap]`; returns how many entries it had.
+static CLEAR_SUBMAP: LazyLock<Script> = LazyLock::new(|| {
+    fenced_script(
+        r"
+local base, sub = ARGV[3], ARGV[4]
+local key = base .. ':sub:' .. sub
+if sub == '' then key = base .. ':top' end
+local n = redis.call('HLEN', key)
+redis.call('DEL', key)
+redis.call('SREM', base .. ':subs', sub)
 return n
 ",
     )
@@ -380,6 +415,15 @@ fn failed(op: &'static str) -> impl FnOnce(::redis::RedisError) -> Error {
     move |e| Error::Storage(format!("redis {op}: {e}"))
 }
 
+/// Like [`failed`], for a state write script: its fence's refusal is
+/// [`Error::Fenced`].
+fn write_failed(op: &'static str) -> impl FnOnce(::redis::RedisError) -> Error {
+    move |e| match e.to_string() {
+        message if message.contains("KARFENCED") => Error::Fenced(format!("redis {op}: {message}")),
+        message => Error::Storage(format!("redis {op}: {message}")),
+    }
+}
+
 /// Actor state, reminders, subscriptions and metadata of one application in
 /// Redis. Cheap to clone; clones share one connection (commands from all of
 /// them are pipelined on it), which reconnects by itself after failures.
@@ -387,6 +431,8 @@ fn failed(op: &'static str) -> impl FnOnce(::redis::RedisError) -> Error {
 pub struct RedisStateStore {
     conn: ConnectionManager,
     keys: Arc<Keys>,
+    /// The fence of this view's state writes (see [`StateStore::fenced`]).
+    fence: Option<Arc<Fence>>,
 }
 
 impl RedisStateStore {
@@ -404,18 +450,30 @@ impl RedisStateStore {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| Error::Storage(format!("redis: cannot connect to {url}: {e}")))?;
-        Ok(Self { conn, keys: Arc::new(Keys::new(app)) })
+        Ok(Self { conn, keys: Arc::new(Keys::new(app)), fence: None })
+    }
+
+    /// Starts a state write script: the metadata hash and the fence
+    /// arguments [`FENCE`] reads.
+    fn write_invocation<'a>(&self, script: &'a Script) -> ::redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&self.keys.meta);
+        match &self.fence {
+            Some(fence) => invocation.arg(&fence.key).arg(fence.epoch),
+            None => invocation.arg("").arg(0),
+        };
+        invocation
     }
 
     /// Applies `update` to `actor` in one script.
     fn apply(&self, actor: &ActorId, update: Update) -> BoxFuture<'static, Result<UpdateCounts>> {
         let mut conn = self.conn.clone();
         let base = self.keys.actor(actor);
+        let mut invocation = self.write_invocation(&UPDATE);
         async move {
             if update.removals.is_empty() && update.updates.is_empty() {
                 return Ok(UpdateCounts::default());
             }
-            let mut invocation = UPDATE.prepare_invoke();
             invocation.arg(&base).arg(update.removals.len());
             for (submap, key) in &update.removals {
                 invocation.arg(submap).arg(key);
@@ -423,7 +481,8 @@ impl RedisStateStore {
             for entry in &update.updates {
                 invocation.arg(&entry.submap).arg(&entry.key).arg(entry.value.as_ref());
             }
-            let (added, removed): (u32, u32) = invocation.invoke_async(&mut conn).await.map_err(failed("update"))?;
+            let (added, removed): (u32, u32) =
+                invocation.invoke_async(&mut conn).await.map_err(write_failed("update"))?;
             Ok(UpdateCounts { added, removed })
         }
         .boxed()
@@ -514,28 +573,20 @@ impl StateStore for RedisStateStore {
     fn delete_all(&self, actor: &ActorId) -> BoxFuture<'static, Result<u32>> {
         let mut conn = self.conn.clone();
         let base = self.keys.actor(actor);
-        async move { DELETE_ALL.arg(base).invoke_async(&mut conn).await.map_err(failed("delete all")) }.boxed()
+        let mut invocation = self.write_invocation(&DELETE_ALL);
+        invocation.arg(base);
+        async move { invocation.invoke_async(&mut conn).await.map_err(write_failed("delete all")) }.boxed()
     }
 
     fn clear_submap(&self, actor: &ActorId, submap: &str) -> BoxFuture<'static, Result<u32>> {
         let mut conn = self.conn.clone();
-        let base = self.keys.actor(actor);
-        let submap = submap.to_owned();
-        async move {
-            let map = map_key(&base, &submap);
-            let (n,): (u32,) = ::redis::pipe()
-                .atomic()
-                .hlen(&map)
-                .del(&map)
-                .ignore()
-                .srem(format!("{base}:subs"), &submap)
-                .ignore()
-                .query_async(&mut conn)
-                .await
-                .map_err(failed("clear submap"))?;
-            Ok(n)
-        }
-        .boxed()
+        let mut invocation = self.write_invocation(&CLEAR_SUBMAP);
+        invocation.arg(self.keys.actor(actor)).arg(submap);
+        async move { invocation.invoke_async(&mut conn).await.map_err(write_failed("clear submap")) }.boxed()
+    }
+
+    fn fenced(&self, fence: Fence) -> Option<Arc<dyn StateStore>> {
+        Some(Arc::new(Self { fence: Some(Arc::new(fence)), ..self.clone() }))
     }
 
     fn metadata<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
@@ -860,6 +911,36 @@ mod tests {
         let server = RedisTestServer::start();
         let store = RedisStateStore::connect(&server.url(), "conformance").await.expect("connect");
         conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn fenced_writes_stop_landing_once_a_newer_epoch_is_published() {
+        let server = RedisTestServer::start();
+        let store = RedisStateStore::connect(&server.url(), "app").await.expect("connect");
+        let actor = ActorId::new("T", "1");
+        store.set(&actor, entry("m", "x", b"0")).await.expect("set");
+        store.set_metadata("epoch.actor.T.1", Bytes::from_static(b"3")).await.expect("publish epoch 3");
+        let owner = store.fenced(Fence { key: "epoch.actor.T.1".into(), epoch: 3 }).expect("redis fences");
+        assert!(owner.set(&actor, entry("", "k", b"v3")).await.expect("the owner writes"));
+
+        // A new owner publishes epoch 4: every kind of write of the old one
+        // is refused and changes nothing; the new owner's and unfenced
+        // writes go on.
+        store.set_metadata("epoch.actor.T.1", Bytes::from_static(b"4")).await.expect("publish epoch 4");
+        let refused = |r: Result<_>| matches!(r, Err(Error::Fenced(_)));
+        assert!(refused(owner.set(&actor, entry("", "k", b"stale")).await.map(|_| ())));
+        assert!(refused(owner.delete(&actor, "", "k").await.map(|_| ())));
+        let update = Update { removals: vec![], updates: vec![entry("", "k", b"stale")] };
+        assert!(refused(owner.update(&actor, update).await.map(|_| ())));
+        assert!(refused(owner.clear_submap(&actor, "m").await.map(|_| ())));
+        assert!(refused(owner.delete_all(&actor).await.map(|_| ())));
+        assert_eq!(store.get_all(&actor).await.expect("all"), vec![entry("", "k", b"v3"), entry("m", "x", b"0")]);
+
+        let next = store.fenced(Fence { key: "epoch.actor.T.1".into(), epoch: 4 }).expect("redis fences");
+        next.set(&actor, entry("", "k", b"v4")).await.expect("the new owner writes");
+        assert_eq!(next.clear_submap(&actor, "m").await.expect("clear"), 1);
+        assert_eq!(store.get_all(&actor).await.expect("all"), vec![entry("", "k", b"v4")]);
+        assert_eq!(store.delete_all(&actor).await.expect("unfenced"), 1);
     }
 
     #[tokio::test]

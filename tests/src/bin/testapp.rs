@@ -72,7 +72,7 @@ async fn actor_method(log: Arc<AttemptLog>, ctx: Context, method: String, args: 
         return chaos::actor_method(ctx, &kind, &method, &args).await;
     }
     let tag = match (kind.as_str(), method.as_str()) {
-        ("Slow", "work") | ("Caller", "call") => arg(&args, 1).as_str().unwrap_or_default().to_owned(),
+        ("Slow", "work" | "write") | ("Caller", "call") => arg(&args, 1).as_str().unwrap_or_default().to_owned(),
         ("Chain" | "ChainB", "step") => format!("{}#{}", arg(&args, 2).as_str().unwrap_or_default(), arg(&args, 0)),
         ("Sink", "event") => arg(&args, 0).as_str().map(str::to_owned).unwrap_or_else(|| args.to_string()),
         ("Ticker", "tick") => ctx.request_id().to_owned(),
@@ -107,6 +107,15 @@ async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value)
             let ms = int_arg(args, 0, "milliseconds")?;
             tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
             Ok(arg(args, 1).clone().into())
+        }
+        // Sleeps ms, then sets state "written" to "<tag>:<component name>".
+        ("Slow", "write") => {
+            let ms = int_arg(args, 0, "milliseconds")?;
+            tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
+            let name = std::env::var("TESTAPP_NAME").unwrap_or_default();
+            let tag = arg(args, 1).as_str().unwrap_or_default().to_owned();
+            ctx.state().set("written", json!(format!("{tag}:{name}"))).await?;
+            Ok(json!(tag).into())
         }
         // A → B → A in one flow: ping calls pong on the other actor, which
         // calls leaf back on the first.
