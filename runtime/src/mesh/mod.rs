@@ -190,7 +190,7 @@ impl Mesh {
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "1")
+            .set("linger.ms", "0")
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| kafka_error("producer", e))?;
