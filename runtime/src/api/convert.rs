@@ -72,10 +72,15 @@ fn text<'a>(metadata: &'a MetadataMap, key: &str) -> Result<Option<&'a str>, Sta
     }
 }
 
+/// The invocation a request made from inside a handler names
+/// (`kar-caller-id`), if any.
+pub(crate) fn caller_id(metadata: &MetadataMap) -> Result<Option<&str>, Status> {
+    Ok(text(metadata, keys::CALLER_ID)?.filter(|s| !s.is_empty()))
+}
+
 /// Reads the invocation context of a call made from inside a handler.
 pub(crate) fn call_context(metadata: &MetadataMap) -> Result<Option<CallContext>, Status> {
-    let caller = text(metadata, keys::CALLER_ID)?.filter(|s| !s.is_empty());
-    let Some(caller) = caller else { return Ok(None) };
+    let Some(caller) = caller_id(metadata)? else { return Ok(None) };
     let flow = text(metadata, keys::FLOW_ID)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| super::status::invalid(keys::FLOW_ID, "kar-flow-id is required with kar-caller-id"))?;

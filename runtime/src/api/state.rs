@@ -18,20 +18,11 @@ impl StateApi {
     pub fn new(engine: Engine, limits: Limits) -> Self {
         Self { engine, limits }
     }
-}
 
-impl StateApi {
     /// The store a state write goes to: fenced by the invocation that makes
     /// it, if a handler does (its `kar-caller-id`).
     fn writer(&self, metadata: &tonic::metadata::MetadataMap) -> Result<std::sync::Arc<dyn StateStore>, Status> {
-        let caller =
-            match metadata.get(kar_proto::metadata::CALLER_ID) {
-                None => None,
-                Some(value) => Some(value.to_str().map_err(|_| {
-                    status::invalid(kar_proto::metadata::CALLER_ID, "kar-caller-id is not valid ASCII")
-                })?),
-            };
-        self.engine.state_writer(caller.filter(|c| !c.is_empty())).map_err(status::from_engine)
+        self.engine.state_writer(convert::caller_id(metadata)?).map_err(status::from_engine)
     }
 }
 

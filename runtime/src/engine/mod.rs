@@ -574,12 +574,10 @@ impl Engine {
                     "the invocation {caller_id} is not running here (its attempt was abandoned or it already completed): its state writes are refused"
                 )));
             };
-            crate::store::Fence { key: epoch_key(partition), epoch }
+            // One runtime owns everything in the embedded deployment.
+            self.shared.remote.is_some().then(|| crate::store::Fence { key: epoch_key(partition), epoch })
         };
-        if self.shared.remote.is_none() {
-            return Ok(self.shared.store.clone());
-        }
-        Ok(self.shared.store.fenced(fence).unwrap_or_else(|| self.shared.store.clone()))
+        Ok(fence.and_then(|fence| self.shared.store.fenced(fence)).unwrap_or_else(|| self.shared.store.clone()))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
