@@ -118,6 +118,7 @@ pub async fn serve(engine: Engine, options: Options) -> anyhow::Result<()> {
             name: format!("http:{}", channel.address),
             actor_types: channel.options.actor_types.clone(),
             service: channel.options.service.clone(),
+            max_concurrency: 0,
         };
         let (id, deliveries) = channel.engine.attach(registration)?;
         tracing::info!(component = %id, app = %channel.address, "legacy app attached");

@@ -254,3 +254,60 @@ async fn an_idle_actor_is_deactivated_and_comes_back_with_its_state() -> anyhow:
     assert!(is_active(client.list_actors(Some("Counter")).await?));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_gets_no_more_invocations_at_once_than_its_limit() -> anyhow::Result<()> {
+    use kar_client::ActorHost;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir()?;
+    let runtime = kar_tests::Runtime::start(dir.path())?;
+    let client = kar_client::Client::connect(&runtime.addr()).await?;
+    let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, p) = (running.clone(), peak.clone());
+    let limited = ActorHost::new(client.clone())
+        .name("limited")
+        .max_concurrency(2)
+        .actor_fn("Gate", move |_ctx, _method, _args| {
+            let (running, peak) = (r.clone(), p.clone());
+            async move {
+                peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(json!("done").into())
+            }
+        })
+        .start()
+        .await?;
+    // One at a time: a handler's nested call in its own flow still gets in.
+    let single = ActorHost::new(client.clone())
+        .name("single")
+        .max_concurrency(1)
+        .actor_fn("Nest", |ctx, method, _args| async move {
+            match method.as_str() {
+                "outer" => Ok(ctx.call_actor("Nest", "inner", "inner", json!([])).await?.into()),
+                _ => Ok(json!("inner").into()),
+            }
+        })
+        .start()
+        .await?;
+
+    let calls = (0..8).map(|i| {
+        let gate = client.actor("Gate", &format!("g{i}"));
+        async move { gate.call("hold", json!([])).await }
+    });
+    let results = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(calls)).await?;
+    for result in results {
+        assert_eq!(result?, json!("done"));
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 2, "eight calls at once reach the component two at a time");
+
+    let outer = client.actor("Nest", "outer");
+    assert_eq!(tokio::time::timeout(Duration::from_secs(30), outer.call("outer", json!([]))).await??, json!("inner"));
+
+    limited.shutdown().await?;
+    single.shutdown().await?;
+    Ok(())
+}

@@ -109,6 +109,7 @@ impl AppService for AppApi {
             name: register.name,
             actor_types: register.actor_types,
             service: Some(register.service).filter(|s| !s.is_empty()),
+            max_concurrency: register.max_concurrency,
         };
         let (component, deliveries) = self.engine.attach(registration).map_err(status::from_engine)?;
         let engine = self.engine.clone();

@@ -54,7 +54,7 @@ use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use types::*;
 
@@ -1184,11 +1184,13 @@ impl Engine {
                 }
                 match placed.filter(|c| state.components.contains_key(c)) {
                     Some(c) => Some(c),
-                    None => pick(&state.components, &mut state.round_robin, |r| r.actor_types.contains(&actor.kind)),
+                    None => pick(&state.components, &mut state.round_robin, &request.flow, |r| {
+                        r.actor_types.contains(&actor.kind)
+                    }),
                 }
             }
             Target::Service(name) => {
-                pick(&state.components, &mut state.round_robin, |r| r.service.as_deref() == Some(name))
+                pick(&state.components, &mut state.round_robin, &request.flow, |r| r.service.as_deref() == Some(name))
             }
         };
         let Some(component) = component else {
@@ -1263,9 +1265,7 @@ impl Engine {
         let (answer, result) = oneshot::channel();
         {
             let mut state = self.lock();
-            let c = state.components.get_mut(component)?;
-            c.in_flight.insert(delivery.delivery_id, answer);
-            if c.outbox.send(delivery).is_err() {
+            if !state.components.get_mut(component)?.offer(delivery, answer) {
                 return None;
             }
         }
@@ -1496,10 +1496,7 @@ impl Engine {
             });
         }
         tracing::info!(component = %id, name = %registration.name, types = ?registration.actor_types, service = ?registration.service, "component attached");
-        state.components.insert(
-            id.clone(),
-            Component { registration, connected_at: SystemTime::now(), outbox, in_flight: HashMap::new() },
-        );
+        state.components.insert(id.clone(), Component::new(registration, outbox));
         for group in groups {
             for parked in state.parked.remove(&group).unwrap_or_default() {
                 if state.requests.get(&parked).is_some_and(|e| e.status == Status::Pending) {
@@ -1533,7 +1530,7 @@ impl Engine {
     /// Records a component's answer to a delivery.
     pub fn answer(&self, component: &str, delivery_id: u64, result: DeliveryResult) {
         let mut state = self.lock();
-        if let Some(answer) = state.components.get_mut(component).and_then(|c| c.in_flight.remove(&delivery_id)) {
+        if let Some(answer) = state.components.get_mut(component).and_then(|c| c.answered(delivery_id)) {
             let _ = answer.send(result);
         }
     }
@@ -1543,7 +1540,7 @@ impl Engine {
     pub fn detach(&self, component: &str) {
         let mut state = self.lock();
         if let Some(c) = state.components.remove(component) {
-            tracing::info!(component, abandoned = c.in_flight.len(), "component detached");
+            tracing::info!(component, abandoned = c.in_flight(), "component detached");
         }
         for slot in state.actors.values_mut() {
             if slot.activated_on.as_deref() == Some(component) {
@@ -1699,20 +1696,25 @@ fn running_invocation<'a>(state: &'a State, invocation_id: &str) -> Option<&'a E
     })
 }
 
-/// Picks a component that matches, spreading load round robin.
+/// Picks a component that matches, spreading load round robin over those
+/// with room under their concurrency limit (over all of them when none has).
 fn pick(
     components: &HashMap<String, Component>,
     round_robin: &mut usize,
+    flow: &str,
     matches: impl Fn(&Registration) -> bool,
 ) -> Option<String> {
-    let mut candidates: Vec<&String> =
-        components.iter().filter(|(_, c)| matches(&c.registration)).map(|(id, _)| id).collect();
+    let mut candidates: Vec<(&String, bool)> =
+        components.iter().filter(|(_, c)| matches(&c.registration)).map(|(id, c)| (id, c.has_room_for(flow))).collect();
+    if candidates.iter().any(|(_, room)| *room) {
+        candidates.retain(|(_, room)| *room);
+    }
     if candidates.is_empty() {
         return None;
     }
     candidates.sort();
     *round_robin = round_robin.wrapping_add(1);
-    Some(candidates[*round_robin % candidates.len()].clone())
+    Some(candidates[*round_robin % candidates.len()].0.clone())
 }
 
 #[cfg(test)]
@@ -1802,7 +1804,7 @@ mod tests {
     async fn a_tell_whose_submitter_went_away_mid_append_still_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = engine_with_slow_appends(dir.path()).await;
-        let registration = Registration { name: "t".into(), actor_types: vec!["T".into()], service: None };
+        let registration = Registration { name: "t".into(), actor_types: vec!["T".into()], ..Default::default() };
         let (component, mut deliveries) = engine.attach(registration).expect("attach");
         // The submitter (an RPC handler) is dropped while the append is being
         // written, as when its client's connection dies.
@@ -1819,7 +1821,7 @@ mod tests {
     async fn a_repeated_tell_is_acknowledged_only_once_its_record_is_durable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = engine_with_slow_appends(dir.path()).await;
-        let registration = Registration { name: "t".into(), actor_types: vec!["T".into()], service: None };
+        let registration = Registration { name: "t".into(), actor_types: vec!["T".into()], ..Default::default() };
         let (component, mut deliveries) = engine.attach(registration).expect("attach");
         let first = {
             let engine = engine.clone();
