@@ -346,32 +346,35 @@ async fn stale_state_write(cluster: &mut Cluster) -> anyhow::Result<()> {
         cluster.add_component(i, &format!("slow-{i}"), "Slow", "").await?;
     }
     let served = spread(cluster, 1, "w", &["slow-0", "slow-1", "slow-2"]).await?;
-    let id = served.iter().find(|(_, by)| by == "slow-0").map(|(id, _)| id.clone()).expect("spread");
+    // The latest actor slow-0 served: an earlier one may have moved when a
+    // runtime that joined later took its partition over.
+    let id = served.iter().rev().find(|(_, by)| by == "slow-0").map(|(id, _)| id.clone()).expect("spread");
 
-    // slow-0 starts a handler that writes state in 3 s; its runtime is
-    // frozen meanwhile, so the write waits in that runtime's socket.
+    // A handler starts that writes state in 3 s; the runtime it runs
+    // through is frozen meanwhile, so the write waits in that runtime's
+    // socket. (It is slow-0's, unless placement moved since `spread`.)
     cluster.client(1).tell_actor("Slow", &id, "write", json!([3000, "zombie"])).await?;
-    cluster
-        .wait_log("the write to start on slow-0", |log| {
-            log.iter().any(|a| a.tag == "zombie" && a.event == "start" && a.component == "slow-0")
-        })
-        .await?;
-    cluster.pause_runtime(0)?;
+    cluster.wait_log("the write to start", |log| log.iter().any(|a| a.tag == "zombie" && a.event == "start")).await?;
+    let stalled = cluster.attempts().into_iter().find(|a| a.tag == "zombie").map(|a| a.component).unwrap_or_default();
+    let frozen = cluster.runtime_of(&stalled).context("the writer's runtime")?;
+    let survivor = (frozen + 1) % 3;
+    cluster.pause_runtime(frozen)?;
 
     // The tell is retried on a survivor, which writes its own value.
     cluster
         .wait_log("the retried write to end on a survivor", |log| {
-            log.iter().any(|a| a.tag == "zombie" && a.event == "end" && a.component != "slow-0")
+            log.iter().any(|a| a.tag == "zombie" && a.event == "end" && a.component != stalled)
         })
         .await?;
-    let state = cluster.client(1).state("Slow", &id);
+    let state = cluster.client(survivor).state("Slow", &id);
     let fresh = state.get("written").await?.context("the survivor's write")?;
-    anyhow::ensure!(fresh != json!("zombie:slow-0"), "the survivor wrote {fresh}");
+    anyhow::ensure!(fresh != json!(format!("zombie:{stalled}")), "the survivor wrote {fresh}");
 
-    // Runtime 0 resumes and serves the stale handler's write: refused (its
-    // partition has a newer epoch), so the survivor's value stays.
-    cluster.resume_runtime(0)?;
-    let probe = cluster.client(0).with_request_id("after-resume");
+    // The frozen runtime resumes and serves the stale handler's write:
+    // refused (its partition has a newer epoch), so the survivor's value
+    // stays.
+    cluster.resume_runtime(frozen)?;
+    let probe = cluster.client(frozen).with_request_id("after-resume");
     answered(Duration::from_secs(90), "a call through the resumed runtime", || {
         probe.call_actor("Slow", "after-resume", "work", json!([0, "after-resume"]))
     })
