@@ -311,3 +311,47 @@ async fn a_component_gets_no_more_invocations_at_once_than_its_limit() -> anyhow
     single.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_waiting_for_each_other_in_a_ring_get_a_deadlock_error_not_a_hang() -> anyhow::Result<()> {
+    use kar_client::ActorHost;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir()?;
+    let runtime = kar_tests::Runtime::start(dir.path())?;
+    let client = kar_client::Client::connect(&runtime.addr()).await?;
+    // `grab(other)` holds this actor's turn a while, then calls the other.
+    let host = ActorHost::new(client.clone())
+        .name("lockers")
+        .actor_fn("Locker", |ctx, method, args| async move {
+            match method.as_str() {
+                "grab" => {
+                    let (other,): (String,) = serde_json::from_value(args)?;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(ctx.call_actor("Locker", &other, "touch", json!([])).await?.into())
+                }
+                _ => Ok(json!(ctx.actor_id()).into()),
+            }
+        })
+        .start()
+        .await?;
+
+    // Two flows, then three, each holding one actor and calling the next.
+    for ring in [&["a", "b"][..], &["c", "d", "e"][..]] {
+        let calls = ring.iter().enumerate().map(|(i, id)| {
+            let (actor, next) = (client.actor("Locker", id), ring[(i + 1) % ring.len()]);
+            async move { actor.call("grab", json!([next])).await }
+        });
+        let results = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(calls)).await?;
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(failed.len(), 1, "exactly one call of the ring {ring:?} fails: {results:?}");
+        assert_eq!(failed[0].code(), Code::Aborted, "{}", failed[0]);
+        assert!(failed[0].message().contains("deadlock") && failed[0].message().contains("Locker/"), "{}", failed[0]);
+        // The actors are free again.
+        for id in ring {
+            assert_eq!(client.actor("Locker", id).call("touch", json!([])).await?, json!(id));
+        }
+    }
+    host.shutdown().await?;
+    Ok(())
+}

@@ -58,6 +58,7 @@ pub(crate) fn from_outcome(outcome: Outcome) -> Status {
             "CALLER_FAILED",
         ),
         Outcome::Failed(Failure::NotFound(m)) => with_reason(Code::NotFound, m, "TARGET_NOT_FOUND"),
+        Outcome::Failed(Failure::Deadlock(m)) => with_reason(Code::Aborted, m, "DEADLOCK"),
     }
 }
 

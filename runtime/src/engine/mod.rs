@@ -229,6 +229,8 @@ struct State {
     round_robin: usize,
     /// Subscriptions whose delivery task is running.
     delivering: HashSet<String>,
+    /// Actors whose queue may hold requests (pruned when searched).
+    contended: HashSet<ActorId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -992,6 +994,21 @@ impl Engine {
                     Some(flow) if *flow == request.flow => slot.holders += 1,
                     Some(_) => {
                         slot.queue.push_back(id.to_owned());
+                        state.contended.insert(actor.clone());
+                        // Only a call made by a handler waits while its flow
+                        // holds an actor, so only such a call can close a cycle.
+                        if request.caller.is_some()
+                            && request.kind == RequestKind::Call
+                            && let Some(cycle) = wait_cycle(state, &request.flow, actor)
+                        {
+                            tracing::warn!(request = id, %cycle, "failing a call that would deadlock");
+                            if let Some(slot) = state.actors.get_mut(actor) {
+                                slot.queue.retain(|queued| queued != id);
+                            }
+                            let (engine, id) = (self.clone(), id.to_owned());
+                            let outcome = Outcome::Failed(Failure::Deadlock(cycle));
+                            tokio::spawn(async move { engine.finish(&id, outcome, false).await });
+                        }
                         return;
                     }
                 }
@@ -1379,6 +1396,12 @@ impl Engine {
     /// Completes a request: makes the completion durable, answers the waiting
     /// callers and passes the actor's turn on.
     async fn complete(&self, id: &str, outcome: Outcome) {
+        self.finish(id, outcome, true).await
+    }
+
+    /// Completes a request that holds its actor's turn (`holds_turn`, which
+    /// then passes on) or one that never got it.
+    async fn finish(&self, id: &str, outcome: Outcome, holds_turn: bool) {
         let (request, log) = {
             let mut state = self.lock();
             let state = &mut *state;
@@ -1424,6 +1447,7 @@ impl Engine {
         }
         if let Target::Actor(actor) = &request.target
             && !proxy
+            && holds_turn
         {
             self.release_turn(&mut state, actor);
         }
@@ -1694,6 +1718,47 @@ fn running_invocation<'a>(state: &'a State, invocation_id: &str) -> Option<&'a E
         let id = if j == 0 { base.to_owned() } else { format!("{base}~{j}") };
         state.requests.get(&id).filter(|e| e.status == Status::Running && e.request.step == k - j)
     })
+}
+
+/// The cycle that flow `flow`, queued for `actor`'s turn, would close: the
+/// holder of `actor` waits (a request of its flow is queued) for an actor
+/// whose holder waits for ... an actor that `flow` holds, described for the
+/// caller. Sees the actors of this runtime's partitions only.
+fn wait_cycle(state: &mut State, flow: &str, actor: &ActorId) -> Option<String> {
+    let actors = &state.actors;
+    state.contended.retain(|a| actors.get(a).is_some_and(|slot| !slot.queue.is_empty()));
+    let waits_for = |holder: &str| -> Vec<&ActorId> {
+        state
+            .contended
+            .iter()
+            .filter(|a| {
+                actors[*a].queue.iter().any(|id| state.requests.get(id).is_some_and(|e| e.request.flow == holder))
+            })
+            .collect()
+    };
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(&ActorId, Vec<(&ActorId, &str)>)> = vec![(actor, Vec::new())];
+    while let Some((next, mut path)) = stack.pop() {
+        if !seen.insert(next) {
+            continue;
+        }
+        let Some(holder) = actors.get(next).and_then(|slot| slot.flow.as_deref()) else { continue };
+        path.push((next, holder));
+        if holder == flow {
+            let chain: String = path[..path.len() - 1]
+                .iter()
+                .map(|(a, f)| format!("{}/{}, held by flow {f}, which waits for ", a.kind, a.id))
+                .collect();
+            return Some(format!(
+                "deadlock: this call would wait for {chain}{}/{}, held by this call's own flow {flow}",
+                next.kind, next.id
+            ));
+        }
+        for waited in waits_for(holder) {
+            stack.push((waited, path.clone()));
+        }
+    }
+    None
 }
 
 /// Picks a component that matches, spreading load round robin over those

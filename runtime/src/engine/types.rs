@@ -163,6 +163,9 @@ pub enum Failure {
     Cancelled,
     /// The target does not exist.
     NotFound(String),
+    /// Waiting for the actor's turn would close a cycle of flows each
+    /// waiting for an actor another one holds; the message names it.
+    Deadlock(String),
 }
 
 /// What a component is asked to do by one delivery.
