@@ -258,7 +258,7 @@ impl Component {
 /// One line of a test component's attempt log.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Attempt {
-    /// `start` or `end`.
+    /// `start`, `end`, or `abort` (the SDK abandoned the attempt).
     pub event: String,
     /// The invocation's request id.
     pub request_id: String,

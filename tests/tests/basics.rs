@@ -1,6 +1,7 @@
 //! End-to-end: a real `kar` runtime and a real test component; calls, tells,
 //! state, reentrancy and clean errors.
 
+use anyhow::Context as _;
 use kar_tests::Mesh;
 use serde_json::json;
 use tonic::Code;
@@ -252,6 +253,40 @@ async fn an_idle_actor_is_deactivated_and_comes_back_with_its_state() -> anyhow:
     // Reactivated on the next call, with its state intact.
     assert_eq!(counter.call("incr", json!([])).await?, json!(2));
     assert!(is_active(client.list_actors(Some("Counter")).await?));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_component_hears_from_its_runtime_within_its_lease() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use kar_proto::v1::{
+        AttachRequest, Register, app_service_client::AppServiceClient, attach_request, attach_response,
+    };
+    let mesh = Mesh::start("Counter", "").await?;
+    let register = Register { name: "idle".into(), actor_types: vec!["Idle".into()], ..Register::default() };
+    // Our half stays open (and silent) after the registration.
+    let outgoing =
+        futures::stream::once(
+            async move { AttachRequest { message: Some(attach_request::Message::Register(register)) } },
+        )
+        .chain(futures::stream::pending());
+    let mut incoming = AppServiceClient::new(mesh.client.channel().clone()).attach(outgoing).await?.into_inner();
+    let lease = match incoming.message().await? {
+        Some(m) => match m.message {
+            Some(attach_response::Message::Registered(r)) => {
+                std::time::Duration::try_from(r.lease.unwrap_or_default())?
+            }
+            other => anyhow::bail!("expected Registered, got {other:?}"),
+        },
+        None => anyhow::bail!("the stream ended"),
+    };
+    assert!(!lease.is_zero(), "no lease");
+    for _ in 0..2 {
+        let next =
+            tokio::time::timeout(lease / 2, incoming.message()).await.context("nothing heard for half a lease")?;
+        let message = next?.and_then(|m| m.message);
+        assert!(matches!(message, Some(attach_response::Message::Heartbeat(_))), "{message:?}");
+    }
     Ok(())
 }
 

@@ -351,8 +351,8 @@ async fn stale_state_write(cluster: &mut Cluster) -> anyhow::Result<()> {
     let id = served.iter().rev().find(|(_, by)| by == "slow-0").map(|(id, _)| id.clone()).expect("spread");
 
     // A handler starts that writes state in 3 s; the runtime it runs
-    // through is frozen meanwhile, so the write waits in that runtime's
-    // socket. (It is slow-0's, unless placement moved since `spread`.)
+    // through is frozen meanwhile. (It is slow-0's, unless placement moved
+    // since `spread`.)
     cluster.client(1).tell_actor("Slow", &id, "write", json!([3000, "zombie"])).await?;
     cluster.wait_log("the write to start", |log| log.iter().any(|a| a.tag == "zombie" && a.event == "start")).await?;
     let stalled = cluster.attempts().into_iter().find(|a| a.tag == "zombie").map(|a| a.component).unwrap_or_default();
@@ -370,16 +370,35 @@ async fn stale_state_write(cluster: &mut Cluster) -> anyhow::Result<()> {
     let fresh = state.get("written").await?.context("the survivor's write")?;
     anyhow::ensure!(fresh != json!(format!("zombie:{stalled}")), "the survivor wrote {fresh}");
 
-    // The frozen runtime resumes and serves the stale handler's write:
+    // The stalled component heard nothing from its runtime for a lease and
+    // abandoned the attempt before the retry started: no overlap.
+    let log = cluster.attempts();
+    let zombie = |event: &str, on_stalled: bool| -> Vec<u64> {
+        let on = |a: &Attempt| (a.component == stalled) == on_stalled;
+        log.iter().filter(|a| a.tag == "zombie" && a.event == event && on(a)).map(|a| a.at_ms).collect()
+    };
+    let abandoned = zombie("abort", true).into_iter().min().context("the stale attempt was not abandoned")?;
+    let retried = zombie("start", false).into_iter().min().context("the retry's start")?;
+    assert!(abandoned < retried, "the stale attempt was abandoned at {abandoned}, after its retry began at {retried}");
+    assert!(zombie("end", true).is_empty(), "the stale attempt ran to its end");
+
+    // Its write had gone out from a task of its own, though, and waits in
+    // the frozen runtime's socket. The runtime resumes and serves it:
     // refused (its partition has a newer epoch), so the survivor's value
     // stays.
     cluster.resume_runtime(frozen)?;
-    let probe = cluster.client(frozen).with_request_id("after-resume");
-    answered(Duration::from_secs(90), "a call through the resumed runtime", || {
-        probe.call_actor("Slow", "after-resume", "work", json!([0, "after-resume"]))
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster
+        .wait_log("the stale write's answer", |log| {
+            log.iter().any(|a| a.tag == "zombie" && a.component == stalled && a.event != "start" && a.event != "abort")
+        })
+        .await?;
+    let answers: Vec<String> = cluster
+        .attempts()
+        .into_iter()
+        .filter(|a| a.tag == "zombie" && a.component == stalled && a.event != "start" && a.event != "abort")
+        .map(|a| a.event)
+        .collect();
+    assert_eq!(answers, ["refused"], "the stale write");
     assert_eq!(state.get("written").await?, Some(fresh), "the stalled runtime's write landed");
     Ok(())
 }

@@ -4,19 +4,20 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kar_client::host::{ActorHost, AppError, Context, Reply};
 use kar_client::json::{json_payload, json_to_value, payload_to_json};
 use kar_client::kar_proto::metadata;
 use kar_client::kar_proto::v1::{
-    ActorRef, AttachRequest, AttachResponse, CallActorRequest, CallActorResponse, Invocation, InvocationContext,
-    InvocationKind, InvocationResult, Register, Registered, RemoveActorRequest, RemoveActorResponse, TellActorRequest,
-    TellActorResponse, actors_service_server, app_service_server, attach_request, attach_response, call_actor_response,
-    invocation_result,
+    ActorRef, AttachRequest, AttachResponse, CallActorRequest, CallActorResponse, Heartbeat, Invocation,
+    InvocationContext, InvocationKind, InvocationResult, Register, Registered, RemoveActorRequest, RemoveActorResponse,
+    TellActorRequest, TellActorResponse, actors_service_server, app_service_server, attach_request, attach_response,
+    call_actor_response, invocation_result,
 };
 use kar_client::{Actor, Client, async_trait};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -44,6 +45,7 @@ impl Session {
 
 struct FakeApp {
     sessions: mpsc::Sender<Session>,
+    lease: Option<Duration>,
 }
 
 #[async_trait]
@@ -57,7 +59,11 @@ impl app_service_server::AppService for FakeApp {
             _ => return Err(Status::invalid_argument("Register must come first")),
         };
         let (outgoing, rx) = mpsc::channel(16);
-        let registered = Registered { component_id: "c-1".into(), runtime_id: "rt-1".into() };
+        let registered = Registered {
+            component_id: "c-1".into(),
+            runtime_id: "rt-1".into(),
+            lease: self.lease.map(|lease| lease.try_into().unwrap()),
+        };
         let _ =
             outgoing.send(Ok(AttachResponse { message: Some(attach_response::Message::Registered(registered)) })).await;
         let _ = self.sessions.send(Session { register, incoming, outgoing }).await;
@@ -102,13 +108,13 @@ impl actors_service_server::ActorsService for FakeActors {
     }
 }
 
-async fn fake_runtime() -> (String, mpsc::Receiver<Session>, Recorded) {
+async fn fake_runtime(lease: Option<Duration>) -> (String, mpsc::Receiver<Session>, Recorded) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (sessions, sessions_rx) = mpsc::channel(4);
     let recorded = Recorded::default();
     let server = tonic::transport::Server::builder()
-        .add_service(app_service_server::AppServiceServer::new(FakeApp { sessions }))
+        .add_service(app_service_server::AppServiceServer::new(FakeApp { sessions, lease }))
         .add_service(actors_service_server::ActorsServiceServer::new(FakeActors { recorded: recorded.clone() }))
         .serve_with_incoming(TcpListenerStream::new(listener));
     tokio::spawn(server);
@@ -173,7 +179,7 @@ fn error(result: InvocationResult) -> kar_client::kar_proto::v1::AppError {
 
 #[tokio::test]
 async fn the_host_registers_runs_invocations_and_propagates_the_invocation_context() {
-    let (addr, mut sessions, recorded) = fake_runtime().await;
+    let (addr, mut sessions, recorded) = fake_runtime(None).await;
     let client = Client::connect(&addr).await.unwrap();
     let counts = Arc::new(Counts::default());
     let factory_counts = counts.clone();
@@ -257,4 +263,57 @@ async fn a_host_with_nothing_to_host_is_refused() {
     let client = Client::connect_lazy("127.0.0.1:1").unwrap();
     let err = ActorHost::new(client).start().await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+/// Tells its channel when it is dropped.
+struct DropSignal(Option<oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_host_whose_runtime_falls_silent_for_a_lease_abandons_its_invocations_and_attaches_again() {
+    let lease = Duration::from_millis(400);
+    let (addr, mut sessions, _) = fake_runtime(Some(lease)).await;
+    let client = Client::connect(&addr).await.unwrap();
+    let (dropped_tx, mut dropped) = oneshot::channel();
+    let signal = Arc::new(Mutex::new(Some(dropped_tx)));
+    let host = ActorHost::new(client).actor_fn("Slow", move |_ctx, _method, _args| {
+        let guard = DropSignal(signal.lock().unwrap().take());
+        async move {
+            let _guard = guard;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(Reply::none())
+        }
+    });
+    let running = tokio::spawn(host.run(std::future::pending()));
+
+    let session = sessions.recv().await.unwrap();
+    let slow = invocation(1, InvocationKind::ActorMethod, Some(("Slow", "s")), "wait");
+    session
+        .outgoing
+        .send(Ok(AttachResponse { message: Some(attach_response::Message::Invocation(slow)) }))
+        .await
+        .unwrap();
+    // Heartbeats keep the invocation running well past one lease.
+    let mut last_heard = Instant::now();
+    for _ in 0..8 {
+        tokio::time::sleep(lease / 4).await;
+        let beat = AttachResponse { message: Some(attach_response::Message::Heartbeat(Heartbeat {})) };
+        session.outgoing.send(Ok(beat)).await.unwrap();
+        last_heard = Instant::now();
+    }
+    assert!(dropped.try_recv().is_err(), "the invocation was abandoned while its runtime was heard from");
+
+    // Silence for a lease: the host abandons the invocation and attaches again.
+    tokio::time::timeout(Duration::from_secs(10), &mut dropped).await.expect("abandoned in time").unwrap();
+    assert!(last_heard.elapsed() >= lease, "abandoned {:?} after the last heartbeat", last_heard.elapsed());
+    let again = tokio::time::timeout(Duration::from_secs(10), sessions.recv()).await.expect("attached again in time");
+    assert!(again.is_some());
+    running.abort();
 }

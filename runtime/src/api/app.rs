@@ -13,7 +13,9 @@ use futures::{Stream, StreamExt};
 use kar_proto::v1::{self, app_service_server::AppService};
 use prost::Message;
 use std::pin::Pin;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Serves `kar.v1.AppService`.
@@ -95,6 +97,27 @@ fn tail_call(t: v1::TailCall) -> Result<TailCall, String> {
     })
 }
 
+/// The invocations for a component, with a heartbeat whenever `every`
+/// passes without one; ends when the component is detached.
+fn outbound(
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    every: Duration,
+) -> impl Stream<Item = Result<v1::AttachResponse, Status>> {
+    let mut silence = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    silence.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    futures::stream::unfold((deliveries, silence), |(mut deliveries, mut silence)| async move {
+        let message = tokio::select! {
+            biased;
+            delivery = deliveries.recv() => {
+                silence.reset();
+                v1::attach_response::Message::Invocation(invocation(delivery?))
+            }
+            _ = silence.tick() => v1::attach_response::Message::Heartbeat(v1::Heartbeat {}),
+        };
+        Some((Ok(v1::AttachResponse { message: Some(message) }), (deliveries, silence)))
+    })
+}
+
 #[tonic::async_trait]
 impl AppService for AppApi {
     type AttachStream = AttachStream;
@@ -133,16 +156,15 @@ impl AppService for AppApi {
             }
             engine.detach(&reader_component);
         });
+        let lease = self.engine.component_lease();
         let registered = v1::AttachResponse {
             message: Some(v1::attach_response::Message::Registered(v1::Registered {
                 component_id: component,
                 runtime_id: self.engine.runtime_id().to_owned(),
+                lease: prost_types::Duration::try_from(lease).ok(),
             })),
         };
-        let stream =
-            futures::stream::once(async move { Ok(registered) }).chain(UnboundedReceiverStream::new(deliveries).map(
-                |d| Ok(v1::AttachResponse { message: Some(v1::attach_response::Message::Invocation(invocation(d))) }),
-            ));
+        let stream = futures::stream::once(async move { Ok(registered) }).chain(outbound(deliveries, lease / 4));
         Ok(Response::new(Box::pin(stream)))
     }
 }

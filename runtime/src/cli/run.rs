@@ -122,7 +122,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_tracing(&config.log)?;
     let legacy = legacy_options(&config)?;
     crate::config::check_app_name(&config.app).map_err(|e| anyhow::anyhow!(e))?;
-    let options = EngineOptions {
+    let mut options = EngineOptions {
         actor_idle_timeout: config.actor_idle_timeout,
         outcome_retention: config.outcome_retention,
         ..EngineOptions::default()
@@ -153,6 +153,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             };
             let mesh = Mesh::connect(mesh_config, &runtime_id, store.clone()).await?;
             let placement = Arc::new(HashPlacement::new(config.partitions));
+            // Kafka may evict a silent runtime from its groups as early as a
+            // session timeout less one heartbeat interval (a sixth) after
+            // its last heartbeat: its components give up well before that.
+            options.component_lease = config.session_timeout / 3;
             let engine =
                 Engine::new(runtime_id, placement, Some(Arc::new(mesh.clone())), store, topics, options).await?;
             mesh.run(engine.clone());

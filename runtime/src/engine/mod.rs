@@ -99,6 +99,10 @@ pub struct EngineOptions {
     pub outcome_retention: Duration,
     /// How often due reminders are looked for.
     pub reminder_interval: Duration,
+    /// How long a component may go without hearing from this runtime before
+    /// it abandons its running invocations (`Registered.lease`). In a mesh it
+    /// must end before another runtime can take this one's partitions over.
+    pub component_lease: Duration,
 }
 
 impl Default for EngineOptions {
@@ -107,6 +111,7 @@ impl Default for EngineOptions {
             actor_idle_timeout: Duration::from_secs(60),
             outcome_retention: Duration::from_secs(3600),
             reminder_interval: Duration::from_millis(50),
+            component_lease: Duration::from_secs(10),
         }
     }
 }
@@ -546,6 +551,11 @@ impl Engine {
     /// The id of this runtime process.
     pub fn runtime_id(&self) -> &str {
         &self.shared.runtime_id
+    }
+
+    /// The lease this runtime's components are held to.
+    pub fn component_lease(&self) -> Duration {
+        self.shared.options.component_lease
     }
 
     /// The highest ownership epoch among the partitions owned here.

@@ -1,6 +1,6 @@
 //! The test component: hosts the actor types and service the end-to-end tests
-//! and the chaos test drive, and logs every attempt (start and end) as a JSON
-//! line, so tests assert on counts rather than on timing.
+//! and the chaos test drive, and logs every attempt (start, and end or abort)
+//! as a JSON line, so tests assert on counts rather than on timing.
 //!
 //! Configured by environment: `KAR_RUNTIME_ADDR`, `TESTAPP_NAME`,
 //! `TESTAPP_ACTORS` (comma-separated types), `TESTAPP_SERVICE`,
@@ -78,13 +78,48 @@ async fn actor_method(log: Arc<AttemptLog>, ctx: Context, method: String, args: 
         ("Ticker", "tick") => ctx.request_id().to_owned(),
         _ => String::new(),
     };
-    log.record("start", &ctx, &tag);
-    let result = run_actor_method(&ctx, &kind, &method, &args).await;
-    log.record("end", &ctx, &tag);
+    let attempt = Logged::start(&log, &ctx, &tag);
+    let result = run_actor_method(&log, &ctx, &kind, &method, &args).await;
+    attempt.end();
     result
 }
 
-async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value) -> Result<Reply, AppError> {
+/// One attempt in the log: `start` when made, `end` when ended, and `abort`
+/// if it is dropped before its end (the SDK abandoned it).
+struct Logged<'a> {
+    log: &'a AttemptLog,
+    ctx: &'a Context,
+    tag: &'a str,
+    ended: bool,
+}
+
+impl<'a> Logged<'a> {
+    fn start(log: &'a AttemptLog, ctx: &'a Context, tag: &'a str) -> Logged<'a> {
+        log.record("start", ctx, tag);
+        Logged { log, ctx, tag, ended: false }
+    }
+
+    fn end(mut self) {
+        self.log.record("end", self.ctx, self.tag);
+        self.ended = true;
+    }
+}
+
+impl Drop for Logged<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.log.record("abort", self.ctx, self.tag);
+        }
+    }
+}
+
+async fn run_actor_method(
+    log: &Arc<AttemptLog>,
+    ctx: &Context,
+    kind: &str,
+    method: &str,
+    args: &Value,
+) -> Result<Reply, AppError> {
     match (kind, method) {
         ("Counter", "incr") => {
             let state = ctx.state();
@@ -108,14 +143,26 @@ async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value)
             tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
             Ok(arg(args, 1).clone().into())
         }
-        // Sleeps ms, then sets state "written" to "<tag>:<component name>".
+        // Sleeps ms, then sets state "written" to "<tag>:<component name>",
+        // from a task of its own: the write goes out even if the SDK
+        // abandons the attempt meanwhile (as a handler's background work
+        // would), so the runtime's fence is what must stop a stale one. The
+        // write's outcome is logged (`written` or `refused`).
         ("Slow", "write") => {
             let ms = int_arg(args, 0, "milliseconds")?;
-            tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
             let name = std::env::var("TESTAPP_NAME").unwrap_or_default();
             let tag = arg(args, 1).as_str().unwrap_or_default().to_owned();
-            ctx.state().set("written", json!(format!("{tag}:{name}"))).await?;
-            Ok(json!(tag).into())
+            let (log, ctx) = (Arc::clone(log), ctx.clone());
+            let value = json!(format!("{tag}:{name}"));
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
+                let written = ctx.state().set("written", value).await;
+                log.record(if written.is_ok() { "written" } else { "refused" }, &ctx, &tag);
+                written?;
+                Ok(json!(tag).into())
+            })
+            .await
+            .map_err(|e| AppError::new(format!("the write task failed: {e}")))?
         }
         // A → B → A in one flow: ping calls pong on the other actor, which
         // calls leaf back on the first.
@@ -190,7 +237,7 @@ async fn run_actor_method(ctx: &Context, kind: &str, method: &str, args: &Value)
 }
 
 async fn service_method(log: Arc<AttemptLog>, ctx: Context, method: String, args: Value) -> Result<Reply, AppError> {
-    log.record("start", &ctx, "");
+    let attempt = Logged::start(&log, &ctx, "");
     let result = match method.as_str() {
         "echo" => Ok(args.clone().into()),
         "incr" => {
@@ -202,7 +249,7 @@ async fn service_method(log: Arc<AttemptLog>, ctx: Context, method: String, args
         "counter" => Ok(ctx.call_actor("Counter", &str_arg(&args, 0, "counter id")?, "incr", json!([])).await?.into()),
         _ => Err(ctx.no_such_method()),
     };
-    log.record("end", &ctx, "");
+    attempt.end();
     result
 }
 

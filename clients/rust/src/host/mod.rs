@@ -201,7 +201,8 @@ impl ActorHost {
             instances: Mutex::new(HashMap::new()),
         });
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(serve(incoming, outgoing, dispatcher, stop_rx, self.shutdown_grace));
+        let lease = registered.lease.and_then(|d| Duration::try_from(d).ok()).filter(|d| !d.is_zero());
+        let task = tokio::spawn(serve(incoming, outgoing, dispatcher, stop_rx, lease, self.shutdown_grace));
         Ok(RunningHost { registered, stop: Some(stop), task })
     }
 
@@ -320,20 +321,36 @@ pub async fn shutdown_signal() {
 }
 
 /// Reads invocations until stopped or the stream ends, running each in a
-/// task whose result goes back through `outgoing`.
+/// task whose result goes back through `outgoing`. A runtime silent for its
+/// `lease` ends the stream too: it is frozen or cut off, and another runtime
+/// may soon retry what runs here.
 async fn serve(
     mut incoming: Streaming<AttachResponse>,
     outgoing: mpsc::Sender<AttachRequest>,
     dispatcher: Arc<Dispatcher>,
     mut stop: oneshot::Receiver<()>,
+    lease: Option<Duration>,
     grace: Duration,
 ) -> Result<()> {
     let mut in_flight = JoinSet::new();
+    // Without a lease the timer is never polled.
+    let silence = tokio::time::sleep(lease.unwrap_or_default());
+    tokio::pin!(silence);
     let outcome = loop {
         tokio::select! {
             _ = &mut stop => break None,
+            () = &mut silence, if lease.is_some() => {
+                break Some(Err(Error::Status(tonic::Status::unavailable(format!(
+                    "the runtime sent nothing for {:?} (its lease): abandoning the invocations running here",
+                    lease.unwrap_or_default()
+                )))));
+            }
             message = incoming.message() => match message {
+                Ok(Some(AttachResponse { message: Some(attach_response::Message::Heartbeat(_)) })) => {
+                    silence.as_mut().reset(tokio::time::Instant::now() + lease.unwrap_or_default());
+                }
                 Ok(Some(AttachResponse { message: Some(attach_response::Message::Invocation(invocation)) })) => {
+                    silence.as_mut().reset(tokio::time::Instant::now() + lease.unwrap_or_default());
                     let dispatcher = Arc::clone(&dispatcher);
                     let outgoing = outgoing.clone();
                     in_flight.spawn(async move {
