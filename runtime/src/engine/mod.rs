@@ -255,7 +255,9 @@ struct Partition {
     epoch: u64,
     /// Being released: nothing new is accepted into it.
     releasing: bool,
-    /// When a write last proved this runtime still owns the partition.
+    /// When the latest write that proved this runtime still owns the
+    /// partition was issued (not when it came back: the process may have
+    /// stalled while it was in flight).
     verified: Instant,
 }
 
@@ -388,6 +390,9 @@ impl Engine {
     /// handlers, which their retried callers reissue) and starts delivering
     /// the events of its subscriptions. Returns the new epoch.
     pub async fn adopt(&self, partition: &str, log: Arc<dyn Log>) -> Result<u64, Error> {
+        // A proof of ownership dates from before the write that makes it:
+        // this process may have stalled since (see OWNERSHIP_PROOF).
+        let proving = Instant::now();
         let recovery = log.recover().await?;
         let epoch = recovery.epoch;
         if self.shared.remote.is_some() {
@@ -399,7 +404,7 @@ impl Engine {
             let mut state = self.lock();
             state.partitions.insert(
                 partition.to_owned(),
-                Partition { log: log.clone(), epoch, releasing: false, verified: Instant::now() },
+                Partition { log: log.clone(), epoch, releasing: false, verified: proving },
             );
             let mut retried = 0;
             for request in recovery.pending {
@@ -1054,12 +1059,13 @@ impl Engine {
                 None => return false,
             }
         };
+        let proving = Instant::now();
         let proved = log.probe().await;
         let mut state = self.lock();
         match proved {
             Ok(()) => {
                 if let Some(p) = state.partitions.get_mut(&partition) {
-                    p.verified = Instant::now();
+                    p.verified = p.verified.max(proving);
                 }
                 true
             }
@@ -1422,6 +1428,7 @@ impl Engine {
         };
         let keep = request.keep_outcome;
         let completion = Completion { request_id: id.to_owned(), outcome: keep.then(|| outcome.clone()), next: vec![] };
+        let proving = Instant::now();
         if let Err(e) = log.complete(vec![completion]).await {
             // The outcome is not durable: the request stays pending and runs
             // again after the runtime restarts. Callers hear the failure.
@@ -1435,7 +1442,7 @@ impl Engine {
         let mut state = self.lock();
         let Some(mut entry) = state.requests.remove(id) else { return };
         if let Some(p) = state.partitions.get_mut(&entry.partition) {
-            p.verified = Instant::now();
+            p.verified = p.verified.max(proving);
         }
         if let Journal::Writing(submitters) = std::mem::replace(&mut entry.journal, Journal::Durable) {
             // The durable completion implies the append it follows.

@@ -26,9 +26,11 @@
 //! `transactional.id`s are the topic name and the topic name + `.b` (in turn,
 //! because a transaction begun on the producer that just committed is refused
 //! until the commit's markers are written, and librdkafka backs off 20 ms).
-//! [`Log::recover`] creates fresh producers and calls `init_transactions` on
-//! both, which aborts any transaction older producers with those ids left
-//! open and fences them (KIP-98/KIP-447): an older producer's next
+//! [`Log::recover`] creates fresh producers, asks the log's guard (if any,
+//! [`KafkaLog::with_guard`]: the mesh confirms with the group coordinator
+//! that the partition is still assigned to this runtime) and calls
+//! `init_transactions` on both, which aborts any transaction older producers
+//! with those ids left open and fences them (KIP-98/KIP-447): an older producer's next
 //! transaction fails with a fatal error, reported as [`Error::Fenced`], and
 //! every write queued to it afterwards fails the same way. Recovery then reads
 //! the whole partition from the beginning with `isolation.level=read_committed`
@@ -133,12 +135,16 @@ struct Inner {
     brokers: String,
     topic: String,
     replication_factor: i32,
+    guard: Option<OwnershipGuard>,
     outcomes: Arc<RwLock<Outcomes>>,
     writer: Mutex<Option<Writer>>,
     recovering: tokio::sync::Mutex<()>,
 }
 
 type Reply = oneshot::Sender<Result<usize, Error>>;
+
+/// See [`KafkaLog::with_guard`].
+pub type OwnershipGuard = Arc<dyn Fn() -> Result<(), Error> + Send + Sync>;
 
 enum Op {
     /// Rewrites the epoch record: fails if this producer was fenced.
@@ -220,6 +226,7 @@ impl KafkaLog {
                 brokers: brokers.to_owned(),
                 topic,
                 replication_factor: 1,
+                guard: None,
                 outcomes: Arc::default(),
                 writer: Mutex::new(None),
                 recovering: tokio::sync::Mutex::new(()),
@@ -232,6 +239,17 @@ impl KafkaLog {
     pub fn with_replication_factor(mut self, replication_factor: i32) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.replication_factor = replication_factor;
+        }
+        self
+    }
+
+    /// Sets a check that [`Log::recover`] runs right before it fences the
+    /// log's current writer (blocking; an error fails the recovery): whoever
+    /// decides who owns the log confirms this process still does. Call
+    /// before sharing the log.
+    pub fn with_guard(mut self, guard: OwnershipGuard) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.guard = Some(guard);
         }
         self
     }
@@ -317,6 +335,14 @@ struct Scan {
 fn take_ownership(inner: &Inner) -> Result<([TxnProducer; 2], Scan, u64), Error> {
     let first = transactional_producer(inner, &inner.topic)?;
     let second = transactional_producer(inner, &format!("{}.b", inner.topic))?;
+    // The last moment to find out this process must not take the log over:
+    // from here on its current writer is fenced.
+    if let Some(guard) = &inner.guard {
+        guard()?;
+    }
+    for producer in [&first, &second] {
+        producer.init_transactions(TXN_TIMEOUT).map_err(|e| classify("init transactions", producer, e))?;
+    }
     let scan = read_all(inner)?;
     let epoch = scan.epoch + 1;
     let record = Record { key: EPOCH_KEY.into(), value: Some(epoch.to_be_bytes().to_vec()), kind: "epoch" };
@@ -324,10 +350,11 @@ fn take_ownership(inner: &Inner) -> Result<([TxnProducer; 2], Scan, u64), Error>
     Ok(([first, second], scan, epoch))
 }
 
-/// One of the log's two transactional producers, initialized: any older
-/// producer with the same `transactional.id` is fenced.
+/// One of the log's two transactional producers, not initialized yet:
+/// `init_transactions` fences any older producer with the same
+/// `transactional.id`.
 fn transactional_producer(inner: &Inner, transactional_id: &str) -> Result<TxnProducer, Error> {
-    let producer: TxnProducer = ClientConfig::new()
+    ClientConfig::new()
         .set("bootstrap.servers", &inner.brokers)
         .set("transactional.id", transactional_id)
         .set("transaction.timeout.ms", "60000")
@@ -340,9 +367,7 @@ fn transactional_producer(inner: &Inner, transactional_id: &str) -> Result<TxnPr
         .set("retry.backoff.ms", "2")
         .set("retry.backoff.max.ms", "50")
         .create()
-        .map_err(|e| storage("producer", e))?;
-    producer.init_transactions(TXN_TIMEOUT).map_err(|e| classify("init transactions", &producer, e))?;
-    Ok(producer)
+        .map_err(|e| storage("producer", e))
 }
 
 /// Reads the whole partition, committed records only, up to its end.

@@ -31,15 +31,16 @@
 
 use crate::engine::types::{Caller, Outcome, Request, Target};
 use crate::engine::{Engine, Error, Placement, Remote};
-use crate::log::KafkaLog;
+use crate::log::kafka::OwnershipGuard;
+use crate::log::{Error as LogError, KafkaLog};
 use crate::store::StateStore;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -463,8 +464,12 @@ impl Mesh {
         let topic = self.inbox_topic(group);
         self.ensure_topic(&topic, self.inner.config.partitions as i32, false).await?;
         let session = self.inner.config.session_timeout.as_millis().max(6000);
-        let context =
-            GroupContext { mesh: Arc::downgrade(&self.inner), group: group.to_owned(), offsets: Arc::default() };
+        let context = GroupContext {
+            mesh: Arc::downgrade(&self.inner),
+            group: group.to_owned(),
+            consumer: OnceLock::new(),
+            offsets: Arc::default(),
+        };
         let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.inner.config.brokers)
             .set("group.id", self.topic(group))
@@ -484,6 +489,7 @@ impl Mesh {
             .map_err(|e| kafka_error("group consumer", e))?;
         consumer.subscribe(&[&topic]).map_err(|e| kafka_error("subscribe", e))?;
         let consumer = Arc::new(consumer);
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         let stop = Arc::new(AtomicBool::new(false));
         let mesh = Arc::downgrade(&self.inner);
         let thread = {
@@ -615,6 +621,8 @@ fn poll_group(mesh: Weak<Inner>, consumer: Arc<BaseConsumer<GroupContext>>, stop
 struct GroupContext {
     mesh: Weak<Inner>,
     group: String,
+    /// The consumer this context belongs to (set once it exists).
+    consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
     /// The records being accepted, per inbox partition of this ownership.
     offsets: Arc<Mutex<HashMap<i32, Offsets>>>,
 }
@@ -659,21 +667,44 @@ impl ConsumerContext for GroupContext {
         if partitions.is_empty() {
             return;
         }
+        let inbox: Vec<(String, i32)> = list.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        let consumer = self.consumer.get().cloned().unwrap_or_default();
         tracing::info!(group = %self.group, ?partitions, "partitions assigned");
         let config = inner.config.clone();
         // Nothing of the partition is read before it is adopted: this blocks
         // the group's polling, and retries until it succeeds (a runtime that
         // cannot recover a partition must not serve it, and Kafka moves it
         // away if this takes longer than the poll interval).
-        inner.handle.block_on(futures::future::join_all(partitions.iter().map(|p| {
+        inner.handle.block_on(futures::future::join_all(partitions.iter().zip(&inbox).map(|(p, (topic, index))| {
             let engine = engine.clone();
             let config = config.clone();
             let inner = inner.clone();
+            let consumer = consumer.clone();
             async move {
                 let mut delay = Duration::from_millis(100);
+                // Adopting fences the partition's current writer: only a
+                // member that still holds the assignment may do it, which the
+                // log checks at the last moment.
+                let lost = Arc::new(AtomicBool::new(false));
+                let guard: OwnershipGuard = {
+                    let (consumer, lost) = (consumer.clone(), lost.clone());
+                    let (topic, index, partition) = (topic.clone(), *index, p.clone());
+                    Arc::new(move || {
+                        let consumer = consumer.upgrade().ok_or_else(|| LogError::Fenced("the group is closed".into()))?;
+                        match still_assigned(&consumer, &topic, index) {
+                            Ok(true) => Ok(()),
+                            Ok(false) => {
+                                lost.store(true, Ordering::SeqCst);
+                                Err(LogError::Fenced(format!("{partition} is no longer assigned to this runtime")))
+                            }
+                            Err(e) => Err(LogError::Storage(format!("cannot confirm the assignment of {partition}: {e}"))),
+                        }
+                    })
+                };
                 loop {
-                    let log = KafkaLog::new(&config.brokers, &config.app, p)
-                        .map(|log| log.with_replication_factor(config.replication_factor));
+                    let log = KafkaLog::new(&config.brokers, &config.app, p).map(|log| {
+                        log.with_replication_factor(config.replication_factor).with_guard(guard.clone())
+                    });
                     let result = match log {
                         Ok(log) => engine.adopt(p, Arc::new(log)).await,
                         Err(e) => Err(Error::from(e)),
@@ -681,6 +712,10 @@ impl ConsumerContext for GroupContext {
                     match result {
                         Ok(_) => {
                             inner.owned.lock().unwrap_or_else(|e| e.into_inner()).insert(p.clone());
+                            return;
+                        }
+                        Err(_) if lost.load(Ordering::SeqCst) => {
+                            tracing::warn!(partition = %p, "no longer assigned here (this runtime stalled past its session timeout); not adopting");
                             return;
                         }
                         Err(e) if !inner.stopping.load(Ordering::Relaxed) => {
@@ -693,6 +728,39 @@ impl ConsumerContext for GroupContext {
                 }
             }
         })));
+    }
+}
+
+/// How long the assignment check waits for the group coordinator.
+const ASSIGNMENT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether this member still holds `topic`/`partition`, as the group
+/// coordinator sees it: it commits the partition's committed offset again
+/// (no change to the offsets), which the coordinator refuses from a member it
+/// has evicted or of an older generation. A runtime frozen past its session
+/// timeout in the middle of adopting learns here that the partition has
+/// moved on, before its next attempt fences the new owner. (A rebalance in
+/// progress does not say the member lost anything: it may go on.)
+fn still_assigned(consumer: &BaseConsumer<GroupContext>, topic: &str, partition: i32) -> Result<bool, KafkaError> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    let committed = consumer.committed_offsets(list, ASSIGNMENT_CHECK_TIMEOUT)?;
+    let offset = match committed.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(offset)) => offset,
+        _ => consumer.fetch_watermarks(topic, partition, ASSIGNMENT_CHECK_TIMEOUT)?.0,
+    };
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    match consumer.commit(&list, CommitMode::Sync) {
+        Ok(()) => Ok(true),
+        Err(KafkaError::ConsumerCommit(
+            RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::FencedInstanceId
+            | RDKafkaErrorCode::State,
+        )) => Ok(false),
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress)) => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
