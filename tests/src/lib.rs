@@ -490,12 +490,13 @@ pub fn unique_app_name(prefix: &str) -> String {
 
 /// How long a runtime of a mesh may stay silent before Kafka hands its
 /// partitions to the others: short, so that failover tests are quick.
-pub const SESSION_TIMEOUT: &str = "6s";
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// The `kar run` flags that make a runtime a member of the distributed mesh
 /// `app`; every distributed runtime of the harness is started with these.
 pub fn distributed_args(brokers: &str, redis_url: &str, app: &str) -> Vec<String> {
-    ["--kafka-brokers", brokers, "--redis-url", redis_url, "--app", app, "--session-timeout", SESSION_TIMEOUT]
+    let session = format!("{}ms", SESSION_TIMEOUT.as_millis());
+    ["--kafka-brokers", brokers, "--redis-url", redis_url, "--app", app, "--session-timeout", &session]
         .map(str::to_owned)
         .to_vec()
 }

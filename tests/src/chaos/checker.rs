@@ -21,7 +21,10 @@
 //! **A mesh** (several runtimes, `Fault::name` and `RuntimeSpawn::runtime`
 //! name each; `History::component_runtimes` says which runtime delivered to
 //! each component process): an attempt's runtime is its component's. Kills
-//! and restarts count per runtime. An actor's partition may move between
+//! and restarts count per runtime. A frozen runtime (SIGSTOP, then SIGCONT)
+//! is not dead: its components abandon their attempts when their lease runs
+//! out (logged), and an attempt that ended while it was frozen, or shortly
+//! before, may run again (G3 excuses it). An actor's partition may move between
 //! runtimes, so G4 does not require the child to run in its caller's
 //! runtime process, and the G7 outage rule applies to the reminders the
 //! killed runtime process was firing. G3 is as strict as on one runtime: a
@@ -83,6 +86,8 @@ pub struct Report {
     pub kills: usize,
     /// Of which of the runtime.
     pub runtime_kills: usize,
+    /// Runtimes frozen (SIGSTOP) and resumed.
+    pub freezes: usize,
     /// Client operations answered with an application error.
     pub app_errors: usize,
     /// Invocations that took more than one attempt.
@@ -132,6 +137,8 @@ struct Ctx<'h> {
     comp_kill: HashMap<u32, Micros>,
     /// Kills (signal sent) of each runtime, sorted.
     rt_kills: BTreeMap<&'h str, Vec<Micros>>,
+    /// Freezes (stopped, resumed) of each runtime.
+    rt_freezes: BTreeMap<&'h str, Vec<(Micros, Micros)>>,
     /// Spawns of each runtime, sorted.
     rt_spawns: BTreeMap<&'h str, Vec<Micros>>,
     /// Whether the run had more than one runtime (a mesh), where an actor's
@@ -149,6 +156,7 @@ impl<'h> Ctx<'h> {
     fn new(h: &'h History, o: &'h Options) -> Ctx<'h> {
         let mut comp_kill = HashMap::new();
         let mut rt_kills: BTreeMap<&str, Vec<Micros>> = BTreeMap::new();
+        let mut rt_freezes: BTreeMap<&str, Vec<(Micros, Micros)>> = BTreeMap::new();
         for f in &h.faults {
             match f.kind {
                 FaultKind::Component => {
@@ -158,6 +166,7 @@ impl<'h> Ctx<'h> {
                         .or_insert(f.kill_sent);
                 }
                 FaultKind::Runtime => rt_kills.entry(f.name.as_str()).or_default().push(f.kill_sent),
+                FaultKind::Freeze => rt_freezes.entry(f.name.as_str()).or_default().push((f.kill_sent, f.kill_done)),
             }
         }
         let mut rt_spawns: BTreeMap<&str, Vec<Micros>> = BTreeMap::new();
@@ -178,7 +187,7 @@ impl<'h> Ctx<'h> {
             list.sort_by_key(|a| (a.start, a.aid.clone()));
         }
         let nested_calls = h.marks.iter().filter(|m| m.ev == "call").map(|m| m.child.as_str()).collect();
-        Ctx { h, o, comp_kill, rt_kills, rt_spawns, mesh, by_inv, by_actor, nested_calls }
+        Ctx { h, o, comp_kill, rt_kills, rt_freezes, rt_spawns, mesh, by_inv, by_actor, nested_calls }
     }
 
     /// The runtime the attempt's component was attached to: the runtime
@@ -227,15 +236,20 @@ impl<'h> Ctx<'h> {
 
     /// Whether an ended attempt `a`'s result may have been lost before the
     /// invocation ran again: its component was killed around its end, or the
-    /// runtime that delivered it was killed before its end or shortly after.
-    /// (In a mesh too: a partition that moves by rebalance is released only
-    /// once the completions of its ended attempts are written.)
+    /// runtime that delivered it was killed before its end or shortly after,
+    /// or was frozen then (its partitions may have moved on without the
+    /// result). (In a mesh too: a partition that moves by rebalance is
+    /// released only once the completions of its ended attempts are
+    /// written.)
     fn excused(&self, a: &Attempt) -> bool {
         let Some(end) = a.end else { return true };
         let runtime = self.runtime_death(a).is_some_and(|k| k <= end + self.o.result_grace);
         let component =
             self.comp_kill.get(&a.pid).is_some_and(|&k| k + self.o.kill_skew >= end && k <= end + self.o.result_grace);
-        runtime || component
+        let frozen = self.rt_freezes.get(self.runtime_of(a)).is_some_and(|list| {
+            list.iter().any(|&(stopped, resumed)| stopped <= end + self.o.result_grace && resumed >= a.start)
+        });
+        runtime || component || frozen
     }
 
     /// Proof that an ended attempt's completion was recorded: an attempt of
@@ -269,8 +283,9 @@ pub fn check(h: &History, o: &Options) -> Report {
         violations: v,
         invocations: c.by_inv.len(),
         attempts: h.attempts.len(),
-        kills: h.faults.len(),
+        kills: h.faults.iter().filter(|f| f.kind != FaultKind::Freeze).count(),
         runtime_kills: c.rt_kills.values().map(Vec::len).sum(),
+        freezes: c.rt_freezes.values().map(Vec::len).sum(),
         app_errors: h.ops.iter().filter(|op| matches!(op.outcome, OpOutcome::AppError(_))).count(),
         retried: c.by_inv.values().filter(|list| list.len() > 1).count(),
         reruns: c
@@ -1016,6 +1031,18 @@ mod tests {
         Fault { name: runtime.into(), ..runtime_kill(t) }
     }
 
+    fn freeze(runtime: &str, stopped: Micros, resumed: Micros) -> Fault {
+        Fault {
+            kind: FaultKind::Freeze,
+            name: runtime.into(),
+            pid: 0,
+            kill_sent: stopped,
+            kill_done: resumed,
+            restarted: None,
+            new_pid: Some(0),
+        }
+    }
+
     /// A mesh of two runtimes, `kar-0` (component process 1) and `kar-1`
     /// (component process 2), with the legitimate retries of a mesh.
     fn mesh() -> History {
@@ -1058,6 +1085,19 @@ mod tests {
                 Some(start + 100),
             ));
         }
+        // kar-0 is frozen from 100 s to 108 s. An attempt its component
+        // ended just after the freeze began (its result lost in the frozen
+        // runtime) runs again on kar-1; another, still running, is abandoned
+        // when its lease runs out, then retried on kar-1.
+        h.faults.push(freeze("kar-0", 100 * S, 108 * S));
+        h.attempts.push(attempt("1:f1", "f1", "Slow/s7", "f1", 1, 99 * S + 500_000, Some(100 * S + 200_000)));
+        h.attempts.push(nth(attempt("2:f1", "f1", "Slow/s7", "f1", 2, 107 * S, Some(107 * S + 100)), 2));
+        h.ops.push(call("f1", "f1", 107 * S + 200, json!("f1")));
+        let mut abandoned = attempt("1:f2", "f2", "Slow/s8", "f2", 1, 99 * S, None);
+        abandoned.abort = Some(102 * S);
+        h.attempts.push(abandoned);
+        h.attempts.push(nth(attempt("2:f2", "f2", "Slow/s8", "f2", 2, 106 * S, Some(106 * S + 100)), 2));
+        h.ops.push(call("f2", "f2", 106 * S + 200, json!("f2")));
         // A periodic reminder kar-1 fires on while kar-0 is down.
         h.periodic.push(PeriodicReminder { actor: "Ticker/p0".into(), reminder: "tick".into(), period: S / 10 });
         for due_ms in (9_800..=12_000).step_by(100).chain([200_000]) {
@@ -1109,6 +1149,22 @@ mod tests {
         assert_eq!(report.count(3), 2, "{found:#?}");
         assert_eq!(report.count(7), 1, "{found:#?}");
         assert_eq!(report.violations.len(), 3, "{found:#?}");
+    }
+
+    #[test]
+    fn in_a_mesh_a_frozen_runtimes_attempt_that_outlives_its_retry_is_caught() {
+        let mut h = mesh();
+        h.faults.push(freeze("kar-0", 120 * S, 128 * S));
+        // Never abandoned: it ran on while kar-1 retried it.
+        h.attempts.push(attempt("1:z1", "z1", "Slow/s9", "z1", 1, 119 * S, Some(129 * S)));
+        h.attempts.push(nth(attempt("2:z1", "z1", "Slow/s9", "z1", 2, 126 * S, Some(126 * S + 100)), 2));
+        // Ended long before the freeze: the freeze does not excuse a rerun.
+        h.attempts.push(attempt("1:z2", "z2", "Slow/s10", "z2", 1, 110 * S, Some(110 * S + 100)));
+        h.attempts.push(nth(attempt("2:z2", "z2", "Slow/s10", "z2", 2, 126 * S, Some(126 * S + 100)), 2));
+        let report = check(&h, &Options::default());
+        let found: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+        assert_eq!((report.count(2), report.count(3), report.violations.len()), (1, 1, 2), "{found:#?}");
+        assert_eq!(report.freezes, 2);
     }
 
     #[test]

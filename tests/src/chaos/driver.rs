@@ -30,14 +30,15 @@
 //! runtime unless `--components` says otherwise), each client task entering
 //! through its own runtime and repeating through the next. The fault driver
 //! kills one runtime at a time (chosen at random) and restarts it with the
-//! same flags.
+//! same flags, or, with `--freezes`, freezes one (SIGSTOP) for a moment or
+//! past the session timeout and then resumes it.
 
 use super::checker::{self, Options};
 use super::history::{
     ClientOp, CounterState, Fault, FaultKind, History, OpKind, OpOutcome, PeriodicReminder, RuntimeSpawn,
     SINGLE_RUNTIME, now_us,
 };
-use crate::{Component, Redis, Runtime, distributed_args, kafka_brokers, log_tail, unique_app_name};
+use crate::{Component, Redis, Runtime, SESSION_TIMEOUT, distributed_args, kafka_brokers, log_tail, unique_app_name};
 use anyhow::{Context as _, bail};
 use kar_client::{Client, ReminderSpec};
 use serde_json::{Value, json};
@@ -88,6 +89,8 @@ pub struct Config {
     pub verbose: bool,
     /// Keep the work directory (logs, history) even when the run is clean.
     pub keep: bool,
+    /// Also freeze a mesh's runtimes (SIGSTOP, then SIGCONT).
+    pub freezes: bool,
     /// The checker's tolerances.
     pub options: Options,
 }
@@ -106,6 +109,7 @@ impl Default for Config {
             quiesce: Duration::from_secs(120),
             verbose: false,
             keep: false,
+            freezes: false,
             options: Options::default(),
         }
     }
@@ -114,7 +118,7 @@ impl Default for Config {
 impl Config {
     /// Parses `--backend B --runtimes N --seconds N --seed S --clients N
     /// --components N --fault-interval MIN_MS..MAX_MS --quiesce SECONDS
-    /// --verbose --keep`.
+    /// --verbose --keep --freezes`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Config> {
         let mut config = Config::default();
         let (mut runtimes, mut components, mut faults) = (None, None, None);
@@ -141,6 +145,7 @@ impl Config {
                 }
                 "--verbose" | "-v" => config.verbose = true,
                 "--keep" => config.keep = true,
+                "--freezes" => config.freezes = true,
                 other => bail!("unknown argument {other:?}"),
             }
         }
@@ -171,6 +176,9 @@ impl Config {
         }
         if config.components == 0 || config.clients == 0 {
             bail!("--clients and --components must be at least 1");
+        }
+        if config.freezes && config.runtimes < 2 {
+            bail!("--freezes: only a mesh (two runtimes or more) replaces a frozen runtime");
         }
         Ok(config)
     }
@@ -358,6 +366,7 @@ struct Processes {
     spawns: Vec<RuntimeSpawn>,
     component_runtimes: HashMap<u32, String>,
     restart_failures: u32,
+    freezes: bool,
 }
 
 impl Processes {
@@ -375,7 +384,18 @@ impl Processes {
     /// restarted with the same flags, port and work dir) or a component
     /// (replaced under the same name, on the same runtime).
     fn fault(&mut self, rng: &mut Rng) {
-        if rng.range(0, 99) < 40 {
+        // With --freezes a mesh also sees runtimes frozen (no extra draw
+        // without: a seed replays an older run).
+        if self.freezes && rng.range(0, 99) < 15 {
+            let i = rng.range(0, self.runtimes.len() as u64 - 1) as usize;
+            // Half of them past the session timeout (the runtime is replaced
+            // and its components give up their handlers), half shorter.
+            let frozen = match rng.range(0, 1) {
+                0 => Duration::from_millis(rng.range(300, 1500)),
+                _ => SESSION_TIMEOUT + Duration::from_millis(rng.range(500, 3000)),
+            };
+            self.freeze(i, frozen);
+        } else if rng.range(0, 99) < 40 {
             // (No extra draw with one runtime: a seed replays an older run.)
             let i = if self.runtimes.len() > 1 { rng.range(0, self.runtimes.len() as u64 - 1) as usize } else { 0 };
             let (name, runtime) = &mut self.runtimes[i];
@@ -433,6 +453,35 @@ impl Processes {
             };
             self.faults.push(Fault { kind: FaultKind::Component, name, pid, kill_sent, kill_done, restarted, new_pid });
         }
+    }
+}
+
+impl Processes {
+    /// SIGSTOPs runtime `i` for `frozen`, then SIGCONTs it.
+    fn freeze(&mut self, i: usize, frozen: Duration) {
+        let (name, runtime) = &self.runtimes[i];
+        let pid = runtime.pid().unwrap_or(0);
+        let stopped = now_us();
+        if let Err(e) = runtime.pause() {
+            eprintln!("chaos: runtime {name} could not be frozen: {e:#}");
+            return;
+        }
+        std::thread::sleep(frozen);
+        // Stamped before the signal: the process was frozen until then.
+        let resumed = now_us();
+        if let Err(e) = runtime.resume() {
+            eprintln!("chaos: runtime {name} could not be resumed: {e:#}");
+            self.restart_failures += 1;
+        }
+        self.faults.push(Fault {
+            kind: FaultKind::Freeze,
+            name: name.clone(),
+            pid,
+            kill_sent: stopped,
+            kill_done: resumed,
+            restarted: None,
+            new_pid: Some(pid),
+        });
     }
 }
 
@@ -631,6 +680,7 @@ async fn run_in(config: &Config, work: &Path) -> anyhow::Result<i32> {
         spawns,
         component_runtimes: HashMap::new(),
         restart_failures: 0,
+        freezes: config.freezes,
     };
     // Components are spread over the runtimes: chaos-a on the first, chaos-b
     // on the second, ...
@@ -790,7 +840,7 @@ async fn run_in(config: &Config, work: &Path) -> anyhow::Result<i32> {
         *by_label.entry(op.label.as_str()).or_default() += 1;
     }
     println!(
-        "chaos: seed={} ops={} answered={} app_errors={} attempts={} retried_invocations={} reruns_after_end={} aborted_attempts={} runtime_kills={} component_kills={} restart_failures={} unfinished={} retried_errors={:?} mix={:?}",
+        "chaos: seed={} ops={} answered={} app_errors={} attempts={} retried_invocations={} reruns_after_end={} aborted_attempts={} runtime_kills={} component_kills={} runtime_freezes={} restart_failures={} unfinished={} retried_errors={:?} mix={:?}",
         config.seed,
         history.ops.len(),
         answered,
@@ -801,6 +851,7 @@ async fn run_in(config: &Config, work: &Path) -> anyhow::Result<i32> {
         report.aborted,
         report.runtime_kills,
         report.kills - report.runtime_kills,
+        report.freezes,
         restart_failures,
         missing.len(),
         retries.lock().unwrap(),

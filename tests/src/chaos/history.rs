@@ -155,16 +155,19 @@ pub struct ClientOp {
     pub outcome: OpOutcome,
 }
 
-/// What the fault driver killed.
+/// What the fault driver did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultKind {
-    /// The runtime.
+    /// Killed the runtime.
     Runtime,
-    /// A test component.
+    /// Killed a test component.
     Component,
+    /// Froze the runtime (SIGSTOP from `kill_sent`, SIGCONT at `kill_done`):
+    /// the same process lives on.
+    Freeze,
 }
 
-/// One SIGKILL and the restart that followed.
+/// One SIGKILL and the restart that followed, or one freeze.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fault {
     /// What was killed.
