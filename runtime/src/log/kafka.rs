@@ -30,8 +30,9 @@
 //! [`KafkaLog::with_guard`]: the mesh confirms with the group coordinator
 //! that the partition is still assigned to this runtime) and calls
 //! `init_transactions` on both, which aborts any transaction older producers
-//! with those ids left open and fences them (KIP-98/KIP-447): an older producer's next
-//! transaction fails with a fatal error, reported as [`Error::Fenced`], and
+//! with those ids left open and fences them (KIP-98/KIP-447): an older
+//! producer's next transaction fails with a fatal error, reported as
+//! [`Error::Fenced`], and
 //! every write queued to it afterwards fails the same way. Recovery then reads
 //! the whole partition from the beginning with `isolation.level=read_committed`
 //! until the partition end (librdkafka's partition EOF, which for

@@ -687,7 +687,7 @@ impl ConsumerContext for GroupContext {
                 // log checks at the last moment.
                 let lost = Arc::new(AtomicBool::new(false));
                 let guard: OwnershipGuard = {
-                    let (consumer, lost) = (consumer.clone(), lost.clone());
+                    let lost = lost.clone();
                     let (topic, index, partition) = (topic.clone(), *index, p.clone());
                     Arc::new(move || {
                         let consumer = consumer.upgrade().ok_or_else(|| LogError::Fenced("the group is closed".into()))?;

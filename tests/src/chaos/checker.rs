@@ -24,8 +24,8 @@
 //! and restarts count per runtime. A frozen runtime (SIGSTOP, then SIGCONT)
 //! is not dead: its components abandon their attempts when their lease runs
 //! out (logged), and an attempt that ended while it was frozen, or shortly
-//! before, may run again (G3 excuses it). An actor's partition may move between
-//! runtimes, so G4 does not require the child to run in its caller's
+//! before, may run again (G3 excuses it). An actor's partition may move
+//! between runtimes, so G4 does not require the child to run in its caller's
 //! runtime process, and the G7 outage rule applies to the reminders the
 //! killed runtime process was firing. G3 is as strict as on one runtime: a
 //! partition that moves by rebalance is released only once the completions

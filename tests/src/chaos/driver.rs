@@ -382,7 +382,8 @@ impl Processes {
 
     /// Kills something at random and restarts it: a runtime (one at a time,
     /// restarted with the same flags, port and work dir) or a component
-    /// (replaced under the same name, on the same runtime).
+    /// (replaced under the same name, on the same runtime) — or, with
+    /// `--freezes`, freezes a runtime for a while.
     fn fault(&mut self, rng: &mut Rng) {
         // With --freezes a mesh also sees runtimes frozen (no extra draw
         // without: a seed replays an older run).
@@ -454,9 +455,7 @@ impl Processes {
             self.faults.push(Fault { kind: FaultKind::Component, name, pid, kill_sent, kill_done, restarted, new_pid });
         }
     }
-}
 
-impl Processes {
     /// SIGSTOPs runtime `i` for `frozen`, then SIGCONTs it.
     fn freeze(&mut self, i: usize, frozen: Duration) {
         let (name, runtime) = &self.runtimes[i];

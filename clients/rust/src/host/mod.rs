@@ -345,26 +345,29 @@ async fn serve(
                     lease.unwrap_or_default()
                 )))));
             }
-            message = incoming.message() => match message {
-                Ok(Some(AttachResponse { message: Some(attach_response::Message::Heartbeat(_)) })) => {
-                    silence.as_mut().reset(tokio::time::Instant::now() + lease.unwrap_or_default());
+            message = incoming.message() => {
+                // Whatever comes from the runtime shows it alive.
+                if let Some(lease) = lease {
+                    silence.as_mut().reset(tokio::time::Instant::now() + lease);
                 }
-                Ok(Some(AttachResponse { message: Some(attach_response::Message::Invocation(invocation)) })) => {
-                    silence.as_mut().reset(tokio::time::Instant::now() + lease.unwrap_or_default());
-                    let dispatcher = Arc::clone(&dispatcher);
-                    let outgoing = outgoing.clone();
-                    in_flight.spawn(async move {
-                        let result = dispatcher.dispatch(invocation).await;
-                        let message = AttachRequest { message: Some(attach_request::Message::Result(result)) };
-                        if outgoing.send(message).await.is_err() {
-                            tracing::debug!("attach stream closed; result dropped");
-                        }
-                    });
+                match message {
+                    Ok(Some(AttachResponse { message: Some(attach_response::Message::Invocation(invocation)) })) => {
+                        let dispatcher = Arc::clone(&dispatcher);
+                        let outgoing = outgoing.clone();
+                        in_flight.spawn(async move {
+                            let result = dispatcher.dispatch(invocation).await;
+                            let message = AttachRequest { message: Some(attach_request::Message::Result(result)) };
+                            if outgoing.send(message).await.is_err() {
+                                tracing::debug!("attach stream closed; result dropped");
+                            }
+                        });
+                    }
+                    Ok(Some(AttachResponse { message: Some(attach_response::Message::Heartbeat(_)) })) => {}
+                    Ok(Some(_)) => tracing::warn!("ignoring an unexpected message from the runtime"),
+                    Ok(None) => break Some(Ok(())),
+                    Err(status) => break Some(Err(Error::Status(status))),
                 }
-                Ok(Some(_)) => tracing::warn!("ignoring an unexpected message from the runtime"),
-                Ok(None) => break Some(Ok(())),
-                Err(status) => break Some(Err(Error::Status(status))),
-            },
+            }
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
         }
     };
